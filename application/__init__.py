@@ -1,0 +1,26 @@
+"""imageledger: an event-sourced metadata store for container images.
+
+    from imageledger import ImageStore
+
+    with ImageStore.open("imageledger.db") as store:
+        store.register("docker.io/library/alpine:3.20", {
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": "sha256:...", "size": 9218})
+        store.get("docker.io/library/alpine:3.20").target.digest
+"""
+
+from imageledger.domain.descriptor import Descriptor, Platform
+from imageledger.projections.audit import AuditEntry
+from imageledger.projections.current_view import Image
+from imageledger.store import ImageStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditEntry",
+    "Descriptor",
+    "Image",
+    "ImageStore",
+    "Platform",
+    "__version__",
+]

@@ -1,0 +1,379 @@
+"""ImageStore: the application service callers use.
+
+It validates input, turns calls into domain commands on the Image aggregate,
+appends the resulting events (with the views, in one transaction) and answers
+reads from the current view or the log. It returns plain data: `Image`,
+`AuditEntry`, dicts and lists, never aggregates or rows.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from eventsourcing.persistence import PersistenceError, RecordConflictError
+
+from imageledger.domain.descriptor import Descriptor
+from imageledger.domain.digests import digest_problem
+from imageledger.domain.errors import (
+    Conflict,
+    ImageLedgerError,
+    ImageNotFound,
+    InvalidArgument,
+)
+from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
+from imageledger.domain.names import DEFAULT_NAMESPACE, validate_name, validate_namespace
+from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.event_log import EventLog
+from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
+from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
+from imageledger.projections.audit import AuditEntry, audit_entry
+from imageledger.projections.current_view import Image, replay
+
+DEFAULT_DB = "imageledger.db"
+MAX_ATTEMPTS = 50  # optimistic retries when another writer moved the same name
+
+Expect = Literal["absent"] | int | None
+When = int | datetime
+
+
+class ImageStore:
+    """An image store on one event log. Open it with `ImageStore.open(path)`."""
+
+    def __init__(self, log: EventLog) -> None:
+        self._log = log
+        self._os_user = _os_user()
+
+    @classmethod
+    def open(
+        cls,
+        location: str | os.PathLike[str] | None = None,
+        *,
+        lock_timeout: float | None = None,
+    ) -> ImageStore:
+        """Open (or create) the store at `location`.
+
+        `location` defaults to $IMAGELEDGER_DB, else ./imageledger.db.
+        `lock_timeout` (seconds a write waits for another process's write lock)
+        defaults to $IMAGELEDGER_LOCK_TIMEOUT, else 5.
+        Raises StoreError if the file is not an imageledger store, was written by a
+        newer version, or cannot be created; nothing is changed in that case.
+        """
+        location = location or os.environ.get("IMAGELEDGER_DB") or DEFAULT_DB
+        text = os.fspath(location)
+        if "://" in text:
+            raise StoreError(
+                f"cannot open {_redact(text)!r}: only SQLite file paths are supported"
+            )
+        timeout = _lock_timeout(lock_timeout)
+        with _storage_errors():
+            return cls(EventLog(LedgerSQLiteFactory(Path(text), lock_timeout=timeout)))
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        self._log.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Commands.
+
+    def register(
+        self,
+        name: str,
+        target: Descriptor | Mapping[str, Any],
+        labels: Mapping[str, str] | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: str | None = None,
+        reason: str | None = None,
+        expect: Expect = None,
+    ) -> Image:
+        """Point `name` at `target` (an upsert, like containerd's image Update/Create).
+
+        Writes nothing when the name already points at this target with these
+        labels. `expect="absent"` requires the name not to exist (containerd's
+        Create); an int requires the name's current version to equal it. A failed
+        condition raises Conflict and writes nothing. Returns the image as this
+        call left it.
+        """
+        namespace = validate_namespace(namespace)
+        name = validate_name(name)
+        descriptor = Descriptor.from_oci(target)
+        checked_labels = validate_labels(labels)
+        actor = self._actor(actor)
+        reason = validate_reason(reason)
+        expect = _validate_expect(expect, allow_absent=True)
+
+        def decide(image: ImageAggregate | None) -> ImageAggregate | None:
+            _check_expect(image, expect, namespace, name)
+            if image is None:
+                return ImageAggregate.register_new(
+                    namespace=namespace,
+                    name=name,
+                    target=descriptor,
+                    labels=checked_labels,
+                    actor=actor,
+                    reason=reason,
+                )
+            image.register(descriptor, checked_labels, actor=actor, reason=reason)
+            return image
+
+        image = self._write(namespace, name, decide)
+        assert image is not None
+        return _public(image)
+
+    def delete(
+        self,
+        name: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: str | None = None,
+        reason: str | None = None,
+        if_digest: str | None = None,
+        expect: int | None = None,
+    ) -> None:
+        """Delete `name`. Raises ImageNotFound if it does not exist or, with
+        `if_digest`, does not point at that digest (containerd's DeleteTarget).
+        `expect` requires the name's current version to equal it (else Conflict).
+        """
+        namespace = validate_namespace(namespace)
+        name = validate_name(name)
+        actor = self._actor(actor)
+        reason = validate_reason(reason)
+        if if_digest is not None:
+            problem = (
+                digest_problem(if_digest)
+                if isinstance(if_digest, str)
+                else "must be a string"
+            )
+            if problem:
+                raise InvalidArgument("if_digest", problem)
+        expect = _validate_expect(expect, allow_absent=False)
+
+        def decide(image: ImageAggregate | None) -> ImageAggregate | None:
+            if image is None or not image.live:
+                raise ImageNotFound(name, namespace)
+            _check_expect(image, expect, namespace, name)
+            image.delete(actor=actor, reason=reason, if_digest=if_digest)
+            return image
+
+        self._write(namespace, name, decide)
+
+    # Queries.
+
+    def get(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> Image:
+        """The image `name` points at now; raises ImageNotFound."""
+        namespace = validate_namespace(namespace)
+        name = validate_name(name)
+        with _storage_errors():
+            image = self._log.current_view.get(namespace, name)
+        if image is None:
+            raise ImageNotFound(name, namespace)
+        return image
+
+    def list(self, *filters: str, namespace: str = DEFAULT_NAMESPACE) -> Iterator[Image]:
+        """The live images of `namespace`, sorted by name, streamed."""
+        namespace = validate_namespace(namespace)
+        if filters:
+            raise InvalidArgument(
+                "filters", "are not supported by this version; list without filters"
+            )
+        return _stream_with_storage_errors(self._log.current_view.list(namespace))
+
+    def history(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> list[AuditEntry]:
+        """Every change to `name`, oldest first; raises ImageNotFound if there is none."""
+        namespace = validate_namespace(namespace)
+        name = validate_name(name)
+        with _storage_errors():
+            stream = self._log.stream(namespace, name)
+        if not stream:
+            raise ImageNotFound(name, namespace, "it has no history")
+        return [audit_entry(position, event) for position, event in stream]
+
+    def replay(self, until: When | None = None) -> dict[tuple[str, str], Image]:
+        """Fold the raw log in memory (ignoring every view) up to `until`.
+
+        `until` is a log position (inclusive; 0 is the empty store) or a
+        timestamp (every event at or before it; naive datetimes are UTC).
+        Returns the live images by (namespace, name).
+        """
+        position, moment = _validate_when(until)
+        with _storage_errors():
+            events = (event for _, event in self._log.read(until=position))
+            if moment is not None:
+                events = (event for event in events if event.timestamp <= moment)
+            return replay(events)
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Refold the views from the log; return the number of events folded.
+
+        `progress(done, total)` is called after each batch.
+        """
+        with _storage_errors():
+            return self._log.current_view_rebuild(progress)
+
+    # Internals.
+
+    def _write(
+        self,
+        namespace: str,
+        name: str,
+        decide: Callable[[ImageAggregate | None], ImageAggregate | None],
+    ) -> ImageAggregate | None:
+        # Optimistic concurrency: the log refuses a second event at the same
+        # version, so a writer that lost the race re-reads and decides again
+        # (a condition that no longer holds then raises Conflict).
+        for attempt in range(MAX_ATTEMPTS):
+            with _storage_errors():
+                image = decide(self._log.load(namespace, name))
+                if image is None or not image.pending_events:
+                    return image
+                try:
+                    self._log.append(image)
+                except RecordConflictError:
+                    time.sleep(random.uniform(0, 0.001 * (attempt + 1)))
+                    continue
+                return image
+        raise StoreError(
+            f'gave up writing image "{name}" after {MAX_ATTEMPTS} conflicting attempts'
+        )
+
+    def _actor(self, actor: str | None) -> str:
+        if actor is None:
+            actor = os.environ.get("IMAGELEDGER_ACTOR") or self._os_user
+        return validate_actor(actor)
+
+
+def _public(image: ImageAggregate) -> Image:
+    return Image(
+        namespace=image.namespace,
+        name=image.name,
+        target=image.target,
+        labels=dict(image.labels),
+        created_at=image.created_at,
+        updated_at=image.modified_on,
+        version=image.version,
+    )
+
+
+def _check_expect(
+    image: ImageAggregate | None, expect: Expect, namespace: str, name: str
+) -> None:
+    if expect is None:
+        return
+    if expect == "absent":
+        if image is not None and image.live:
+            raise Conflict(
+                f'image "{name}" already exists in namespace "{namespace}" '
+                f"(version {image.version})"
+            )
+        return
+    current = 0 if image is None else image.version
+    if current != expect:
+        raise Conflict(
+            f'image "{name}" in namespace "{namespace}" is at version {current}, '
+            f"not {expect}"
+        )
+
+
+def _validate_expect(expect: object, *, allow_absent: bool) -> Expect:
+    if expect is None or (allow_absent and expect == "absent"):
+        return expect  # type: ignore[return-value]
+    if isinstance(expect, int) and not isinstance(expect, bool) and expect >= 0:
+        return expect
+    allowed = "None, 'absent' or" if allow_absent else "None or"
+    raise InvalidArgument("expect", f"must be {allowed} a version number, not {expect!r}")
+
+
+def _validate_when(when: object) -> tuple[int | None, datetime | None]:
+    if when is None:
+        return None, None
+    if isinstance(when, int) and not isinstance(when, bool):
+        if when < 0:
+            raise InvalidArgument("until", "a log position must not be negative")
+        return when, None
+    if isinstance(when, datetime):
+        return None, when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    raise InvalidArgument(
+        "until", f"must be a log position or a datetime, not {type(when).__name__}"
+    )
+
+
+def _lock_timeout(value: float | None) -> float:
+    if value is None:
+        text = os.environ.get("IMAGELEDGER_LOCK_TIMEOUT")
+        if not text:
+            return DEFAULT_LOCK_TIMEOUT
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidArgument(
+                "IMAGELEDGER_LOCK_TIMEOUT", f"{text!r} is not a number of seconds"
+            ) from None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+        raise InvalidArgument("lock_timeout", "must be a number of seconds, 0 or more")
+    return float(value)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. in some containers
+        return f"uid:{os.getuid()}"
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{host}"
+    return url
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Turn driver errors into StoreError with a message written for the user."""
+    try:
+        yield
+    except ImageLedgerError:
+        raise
+    except PersistenceError as e:
+        raise StoreError(_describe(e)) from e
+
+
+def _stream_with_storage_errors(images: Iterator[Image]) -> Iterator[Image]:
+    with _storage_errors():
+        yield from images
+
+
+def _describe(error: Exception) -> str:
+    text = str(error)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return f"database is busy: another process held the write lock too long ({text})"
+    if "full" in lowered:
+        return f"disk full: the write was not made ({text})"
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"database is read-only: the write was not made ({text})"
+    if "malformed" in lowered or "not a database" in lowered:
+        return f"the database file is damaged ({text})"
+    return f"storage error: {text}"

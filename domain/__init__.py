@@ -1,0 +1,4 @@
+"""What an image is: namespaces, names, descriptors, labels, the Image aggregate.
+
+Standard library, pydantic and eventsourcing.domain only; no I/O.
+"""

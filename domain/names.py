@@ -1,0 +1,129 @@
+"""Namespaces and image names.
+
+Names follow the distribution/reference grammar, `name[:tag][@digest]`, and are
+stored exactly as given: `alpine` and `docker.io/library/alpine:latest` are
+different names. containerd accepts any non-empty string; we are stricter on
+purpose, and every error says which rule failed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from imageledger.domain.digests import digest_problem
+from imageledger.domain.errors import InvalidArgument
+
+DEFAULT_NAMESPACE = "default"
+NAMESPACE_MAX_LENGTH = 76
+NAME_MAX_LENGTH = 255  # the repository part, domain included, as in distribution
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*", re.ASCII)
+
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
+_DOMAIN = re.compile(rf"{_HOST}(?::[0-9]+)?", re.ASCII)
+_PATH = re.compile(_PATH_COMPONENT, re.ASCII)
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_REFERENCE_DIGEST = re.compile(
+    r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}", re.ASCII
+)
+
+
+def validate_namespace(namespace: object) -> str:
+    """Return `namespace` if it is a valid namespace, else raise InvalidArgument."""
+    if not isinstance(namespace, str):
+        raise InvalidArgument("namespace", f"must be a string, not {_kind(namespace)}")
+    if not namespace:
+        raise InvalidArgument("namespace", "must not be empty")
+    if len(namespace) > NAMESPACE_MAX_LENGTH:
+        raise InvalidArgument(
+            "namespace",
+            f"{_shorten(namespace)!r} is {len(namespace)} characters, "
+            f"at most {NAMESPACE_MAX_LENGTH} allowed",
+        )
+    if not _NAMESPACE.fullmatch(namespace):
+        raise InvalidArgument(
+            "namespace",
+            f"{namespace!r} must be letters and digits, "
+            "optionally joined by single '.', '_' or '-'",
+        )
+    return namespace
+
+
+def validate_name(name: object) -> str:
+    """Return `name` if it is a valid image reference, else raise InvalidArgument."""
+    if not isinstance(name, str):
+        raise InvalidArgument("name", f"must be a string, not {_kind(name)}")
+    problem = _reference_problem(name)
+    if problem:
+        raise InvalidArgument("name", problem)
+    return name
+
+
+def _reference_problem(reference: str) -> str | None:
+    if not reference:
+        return "must not be empty"
+    if not reference.isascii() or not reference.isprintable() or " " in reference:
+        bad = next(c for c in reference if not (c.isascii() and c.isprintable()) or c == " ")
+        return f"{_shorten(reference)!r} contains {bad!r}; names are printable ASCII"
+    remainder, at, digest = reference.partition("@")
+    if at:
+        if not _REFERENCE_DIGEST.fullmatch(digest):
+            return (
+                f"digest {digest!r} must be algorithm:hex with at least 32 hex digits"
+            )
+        problem = digest_problem(digest)
+        if problem:
+            return f"digest {problem}"
+    repository, tag = _split_tag(remainder)
+    if tag is not None and not _TAG.fullmatch(tag):
+        return (
+            f"tag {tag!r} must be 1 to 128 characters of letters, digits, '_', '.' "
+            "or '-', not starting with '.' or '-'"
+        )
+    if not repository:
+        return f"{reference!r} has no repository name"
+    if len(repository) > NAME_MAX_LENGTH:
+        return (
+            f"repository name is {len(repository)} characters, "
+            f"at most {NAME_MAX_LENGTH} allowed"
+        )
+    return _repository_problem(repository)
+
+
+def _split_tag(remainder: str) -> tuple[str, str | None]:
+    # A ':' after the last '/' starts the tag; one before it belongs to a port.
+    colon = remainder.rfind(":")
+    if colon > remainder.rfind("/"):
+        return remainder[:colon], remainder[colon + 1 :]
+    return remainder, None
+
+
+def _repository_problem(repository: str) -> str | None:
+    components = repository.split("/")
+    first, rest = components[0], components[1:]
+    if rest and _DOMAIN.fullmatch(first) and not _PATH.fullmatch(first):
+        components = rest  # a registry host such as docker.io or localhost:5000
+    elif rest and not _PATH.fullmatch(first) and not _DOMAIN.fullmatch(first):
+        return (
+            f"{first!r} is neither a registry host (like registry.example:5000) "
+            "nor a path component"
+        )
+    for component in components:
+        if not component:
+            return f"{repository!r} has an empty path component"
+        if not _PATH.fullmatch(component):
+            return (
+                f"path component {component!r} must be lowercase letters and "
+                "digits, joined by '.', '_', '__' or '-'"
+            )
+    return None
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__

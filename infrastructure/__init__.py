@@ -1,0 +1,1 @@
+"""Persistence: the eventsourcing wiring, the SQLite recorder and views, the mapper."""

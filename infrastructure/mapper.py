@@ -1,0 +1,127 @@
+"""Mapping between image events and stored events, with an allow-list of topics.
+
+Topics read from storage are looked up in `EVENT_CLASSES`, never imported: a
+hostile or damaged database cannot make us load a module. Event state is JSON
+(orjson, sorted keys), descriptors in their OCI JSON form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from pydantic import BaseModel
+
+from imageledger.domain.descriptor import Descriptor
+from imageledger.domain.errors import InvalidArgument
+from imageledger.domain.image import Image
+from imageledger.infrastructure.errors import StoreError
+
+EVENT_CLASSES: dict[str, type[Image.Event]] = {
+    Image.Registered.TOPIC: Image.Registered,
+    Image.Deleted.TOPIC: Image.Deleted,
+}
+
+_COMMON_FIELDS = ("actor", "name", "namespace", "reason", "timestamp")
+_FIELDS: dict[type[Image.Event], frozenset[str]] = {
+    Image.Registered: frozenset((*_COMMON_FIELDS, "labels", "target")),
+    Image.Deleted: frozenset(_COMMON_FIELDS),
+}
+
+
+def _encode_default(value: object) -> Any:
+    if isinstance(value, Descriptor):
+        return value.to_oci()
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    raise TypeError(f"cannot store a {type(value).__name__}")
+
+
+class OrjsonTranscoder(Transcoder):
+    """JSON with sorted keys, so equal states are equal bytes."""
+
+    def encode(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, default=_encode_default, option=orjson.OPT_SORT_KEYS)
+
+    def decode(self, data: bytes) -> Any:
+        return orjson.loads(data)
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, found {type(value).__name__}")
+    return value
+
+
+def _labels(value: object) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise TypeError("labels are not an object of strings")
+    return value
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "actor": _string,
+    "name": _string,
+    "namespace": _string,
+    "reason": lambda v: None if v is None else _string(v),
+    "timestamp": lambda v: datetime.fromisoformat(_string(v)),
+    "labels": _labels,
+    "target": lambda v: Descriptor.from_oci(v),
+}
+
+
+class LedgerMapper(Mapper[UUID]):
+    """Converts image events to stored events and back, for our topics only."""
+
+    def __init__(self) -> None:
+        super().__init__(transcoder=OrjsonTranscoder())
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        state = dict(vars(domain_event))
+        originator_id = state.pop("originator_id")
+        originator_version = state.pop("originator_version")
+        return StoredEvent(
+            originator_id=originator_id,
+            originator_version=originator_version,
+            topic=type(domain_event).TOPIC,
+            state=self.transcoder.encode(state),
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> Image.Event:
+        cls = EVENT_CLASSES.get(stored_event.topic)
+        if cls is None:
+            raise StoreError(
+                f"{_where(stored_event)} has event topic {stored_event.topic!r}, "
+                "which is not an imageledger event; refusing to load it"
+            )
+        try:
+            raw = self.transcoder.decode(stored_event.state)
+            if not isinstance(raw, dict) or raw.keys() != _FIELDS[cls]:
+                raise TypeError("its fields are not those of " + cls.TOPIC)
+            state = {key: _DECODERS[key](value) for key, value in raw.items()}
+            originator_id = stored_event.originator_id
+            state["originator_id"] = (
+                originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+            )
+            state["originator_version"] = stored_event.originator_version
+        except (orjson.JSONDecodeError, TypeError, ValueError, InvalidArgument) as e:
+            raise StoreError(f"{_where(stored_event)} is damaged: {e}") from e
+        event = object.__new__(cls)
+        object.__setattr__(event, "__dict__", state)
+        return event
+
+
+def _where(stored_event: StoredEvent) -> str:
+    position = getattr(stored_event, "id", None)
+    if position is not None:
+        return f"the event at position {position}"
+    return (
+        f"the stored event {stored_event.originator_id} "
+        f"version {stored_event.originator_version}"
+    )

@@ -1,0 +1,108 @@
+"""SQLite connections and transactions as imageledger needs them.
+
+eventsourcing's SQLite datastore opens deferred transactions and leaves the
+`synchronous` pragma at the build default. We want every write transaction to
+take the write lock up front (BEGIN IMMEDIATE: waits on the busy timeout
+instead of failing on a stale read snapshot) and every commit to be durable
+(synchronous=FULL), so this module adjusts both and nothing else.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+)
+from eventsourcing.sqlite import (
+    SQLiteConnection,
+    SQLiteConnectionPool,
+    SQLiteCursor,
+    SQLiteDatastore,
+)
+
+DEFAULT_LOCK_TIMEOUT = 5.0
+
+_TRANSLATIONS: tuple[tuple[type[sqlite3.Error], type[PersistenceError]], ...] = (
+    (sqlite3.IntegrityError, IntegrityError),
+    (sqlite3.OperationalError, OperationalError),
+    (sqlite3.InterfaceError, InterfaceError),
+    (sqlite3.DataError, DataError),
+    (sqlite3.InternalError, InternalError),
+    (sqlite3.ProgrammingError, ProgrammingError),
+    (sqlite3.NotSupportedError, NotSupportedError),
+    (sqlite3.DatabaseError, DatabaseError),
+)
+
+
+def translate(error: sqlite3.Error) -> PersistenceError:
+    """The eventsourcing persistence error for a sqlite3 error."""
+    for sqlite_class, persistence_class in _TRANSLATIONS:
+        if isinstance(error, sqlite_class):
+            return persistence_class(error)
+    return PersistenceError(error)
+
+
+class LedgerSQLiteConnectionPool(SQLiteConnectionPool):
+    """Connections in WAL mode with durable commits."""
+
+    def _create_connection(self) -> SQLiteConnection:
+        connection = super()._create_connection()
+        try:
+            connection._sqlite_conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as e:
+            connection.close()
+            raise translate(e) from e
+        return connection
+
+
+class LedgerSQLiteDatastore(SQLiteDatastore):
+    """One SQLite file; write transactions take the write lock when they begin."""
+
+    def __init__(self, db_uri: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+        super().__init__(db_name=db_uri, lock_timeout=int(lock_timeout))
+        self.pool.close()
+        self.pool = LedgerSQLiteConnectionPool(
+            db_name=db_uri,
+            lock_timeout=lock_timeout,  # type: ignore[arg-type]  # sqlite3 takes floats
+        )
+
+    @contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:
+        with self.get_connection(commit=commit) as connection:
+            raw = connection._sqlite_conn
+            cursor = connection.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE" if commit else "BEGIN")
+                yield cursor
+                if commit:
+                    raw.commit()
+                else:
+                    raw.rollback()
+            except sqlite3.Error as e:
+                _rollback_quietly(raw)
+                raise translate(e) from e
+            except BaseException:
+                _rollback_quietly(raw)
+                raise
+            finally:
+                cursor.sqlite_cursor.close()
+
+
+def _rollback_quietly(connection: sqlite3.Connection) -> None:
+    # Nothing more can be done when the rollback itself fails (the connection
+    # is gone): the original error is the one to report.
+    try:
+        connection.rollback()
+    except sqlite3.Error:
+        pass

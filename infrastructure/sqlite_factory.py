@@ -1,0 +1,54 @@
+"""Everything one SQLite store needs, built from a file path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eventsourcing.sqlite import SQLiteFactory
+from eventsourcing.utils import Environment
+
+from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.sqlite_datastore import (
+    DEFAULT_LOCK_TIMEOUT,
+    LedgerSQLiteDatastore,
+)
+from imageledger.infrastructure.sqlite_recorder import LedgerSQLiteRecorder
+from imageledger.infrastructure.sqlite_schema import (
+    FileState,
+    initialize,
+    inspect_file,
+    sqlite_uri,
+)
+from imageledger.infrastructure.sqlite_views import SQLiteCurrentView
+
+
+class LedgerSQLiteFactory(SQLiteFactory):
+    """eventsourcing's SQLite factory, built from a path instead of the environment.
+
+    Configuration never comes from environment variables here: a variable such
+    as MAPPER_TOPIC set for some other program must not change what we load.
+    """
+
+    def __init__(self, path: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+        state = inspect_file(path)  # raises before anything touches the file
+        # Deliberately not SQLiteFactory.__init__, which reads the environment.
+        super(SQLiteFactory, self).__init__(Environment("imageledger", {}))
+        self.path = path
+        self.datastore = LedgerSQLiteDatastore(sqlite_uri(path), lock_timeout=lock_timeout)
+        self.mapper_instance = LedgerMapper()
+        self.recorder = LedgerSQLiteRecorder(self.datastore)
+        self.current_view = SQLiteCurrentView(self.datastore, self.mapper_instance)
+        self.recorder.live_views.append(self.current_view)
+        if state is FileState.NEW:
+            self._initialize()
+        else:
+            self.current_view.catch_up()
+
+    def _initialize(self) -> None:
+        statements = [
+            *self.recorder.create_table_statements,
+            "INSERT OR IGNORE INTO tracking VALUES ('__migration__', 1)",
+            *self.current_view.create_statements(),
+        ]
+        with self.datastore.transaction(commit=True) as c:
+            initialize(c, str(self.path), statements)

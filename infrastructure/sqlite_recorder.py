@@ -1,0 +1,63 @@
+"""The SQLite event recorder: eventsourcing's, plus live views in the same write."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
+from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
+
+from imageledger.infrastructure.live_views import LiveView
+from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
+
+
+class LedgerSQLiteRecorder(SQLiteProcessRecorder):
+    """Appends events to `stored_events` and folds them into the live views.
+
+    Positions are SQLite rowids: the write lock is held from BEGIN IMMEDIATE to
+    COMMIT, so they increase in commit order and never interleave.
+    """
+
+    def __init__(self, datastore: LedgerSQLiteDatastore) -> None:
+        super().__init__(datastore)
+        self.live_views: list[LiveView] = []
+        self.select_stream_statement = (
+            f"SELECT rowid, * FROM {self.events_table_name} "
+            "WHERE originator_id=? ORDER BY originator_version"
+        )
+
+    def _insert_events(
+        self,
+        c: SQLiteCursor,
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        positions = super()._insert_events(c, stored_events, **kwargs)
+        domain_events = kwargs.get("image_events")
+        if domain_events is None or positions is None:
+            raise ProgrammingError(
+                "imageledger writes pass their domain events, so views stay current"
+            )
+        recorded = list(zip(positions, domain_events, strict=True))
+        for view in self.live_views:
+            view.apply(c, recorded)
+        return positions
+
+    def select_stream(self, originator_id: UUID) -> list[Notification]:
+        """Every event of one aggregate, oldest first, with its log position."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self.select_stream_statement, (originator_id.hex,))
+            return [notification_from_row(row) for row in c.fetchall()]
+
+
+def notification_from_row(row: Any) -> Notification:
+    """A notification from a `SELECT rowid, *` row of the events table."""
+    return Notification(
+        id=row["rowid"],
+        originator_id=UUID(row["originator_id"]),
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=row["state"],
+    )

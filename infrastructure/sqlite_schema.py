@@ -1,0 +1,114 @@
+"""What makes an SQLite file an imageledger store, checked before anything is written.
+
+A store is marked in the SQLite header itself: `application_id` says the file
+is ours, `user_version` holds the schema version. Opening a file that is not a
+store, or one written by a newer schema, fails before any byte changes (even
+the switch to WAL mode would change the header).
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from pathlib import Path
+
+from eventsourcing.sqlite import SQLiteCursor
+
+from imageledger.infrastructure.errors import StoreError
+
+APPLICATION_ID = 0x494C4447  # "ILDG"
+SCHEMA_VERSION = 1
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class FileState(enum.Enum):
+    NEW = "new"  # absent, empty, or an SQLite database with nothing in it
+    STORE = "store"  # an imageledger store this version can read
+
+
+def sqlite_uri(path: Path) -> str:
+    """The `file:` URI of `path`, so names with '?' or '#' open the right file."""
+    return path.absolute().as_uri()
+
+
+def inspect_file(path: Path) -> FileState:
+    """Say whether `path` is a new or an existing store; raise StoreError otherwise."""
+    if path.is_dir():
+        raise StoreError(f"cannot open {str(path)!r}: it is a directory")
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise StoreError(
+                f"cannot create {str(path)!r}: directory "
+                f"{str(path.parent)!r} does not exist"
+            )
+        return FileState.NEW
+    try:
+        with path.open("rb") as f:
+            header = f.read(100)
+    except OSError as e:
+        raise StoreError(f"cannot read {str(path)!r}: {e.strerror}") from e
+    if not header:
+        return FileState.NEW
+    if not header.startswith(_SQLITE_MAGIC):
+        raise StoreError(
+            f"{str(path)!r} is not an imageledger store (not an SQLite database)"
+        )
+    try:
+        connection = sqlite3.connect(sqlite_uri(path) + "?mode=ro", uri=True)
+        try:
+            application_id, version, tables = _read_marks(connection)
+        finally:
+            connection.close()
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open {str(path)!r}: {e}") from e
+    return _judge(str(path), application_id, version, tables)
+
+
+def _read_marks(connection: sqlite3.Connection) -> tuple[int, int, list[str]]:
+    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    tables = [
+        row[0]
+        for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
+        )
+    ]
+    return application_id, version, tables
+
+
+def _judge(
+    where: str, application_id: int, version: int, tables: list[str]
+) -> FileState:
+    if application_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{where!r} was written by a newer imageledger (schema {version}; "
+                f"this version reads up to {SCHEMA_VERSION}): upgrade imageledger"
+            )
+        return FileState.STORE
+    if application_id == 0 and not tables:
+        return FileState.NEW
+    what = (
+        f"application id {application_id:#x}"
+        if application_id
+        else "tables " + ", ".join(tables[:5])
+    )
+    raise StoreError(
+        f"{where!r} is an SQLite database but not an imageledger store ({what})"
+    )
+
+
+def initialize(c: SQLiteCursor, where: str, statements: list[str]) -> None:
+    """Create the store in the open write transaction, unless a racer already did."""
+    c.execute("PRAGMA application_id")
+    application_id = c.fetchone()[0]
+    c.execute("PRAGMA user_version")
+    version = c.fetchone()[0]
+    c.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    tables = [row[0] for row in c.fetchall()]
+    if _judge(where, application_id, version, tables) is FileState.STORE:
+        return
+    for statement in statements:
+        c.execute(statement)
+    c.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

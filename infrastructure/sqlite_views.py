@@ -1,0 +1,267 @@
+"""The current view in SQLite: the `images` table and its tracking row.
+
+Rows hold every name the log has seen; deleted ones stay as tombstones
+(live=0) so a later write continues the stream without reading its history.
+`get` and `list` read live rows only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+import orjson
+from eventsourcing.sqlite import SQLiteCursor
+
+from imageledger.domain.descriptor import Descriptor
+from imageledger.domain.image import Image as ImageAggregate
+from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.live_views import Recorded
+from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
+from imageledger.infrastructure.sqlite_recorder import notification_from_row
+from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
+
+VIEW_NAME = "current_view"
+TABLE = "images"
+SHADOW_TABLE = "images_rebuild"
+EVENTS_TABLE = "stored_events"
+REBUILD_BATCH = 5000
+
+Progress = Callable[[int, int], None]
+"""Called as progress(events folded so far, events in the log when it started)."""
+
+_COLUMNS = "namespace, name, target, labels, created_at, updated_at, version, live"
+
+
+def create_table_statement(table: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} ("
+        "namespace TEXT NOT NULL, "
+        "name TEXT NOT NULL, "
+        "digest TEXT NOT NULL, "
+        "media_type TEXT NOT NULL, "
+        "target TEXT NOT NULL, "  # OCI JSON of the descriptor
+        "labels TEXT NOT NULL, "  # JSON object
+        "created_at TEXT NOT NULL, "  # RFC 3339, UTC
+        "updated_at TEXT NOT NULL, "
+        "version INTEGER NOT NULL, "
+        "live INTEGER NOT NULL, "
+        "PRIMARY KEY (namespace, name)) WITHOUT ROWID"
+    )
+
+
+def _upsert_statement(table: str) -> str:
+    return (
+        f"INSERT INTO {table} (namespace, name, digest, media_type, target, labels, "
+        "created_at, updated_at, version, live) VALUES (?,?,?,?,?,?,?,?,?,?) "
+        "ON CONFLICT (namespace, name) DO UPDATE SET digest=excluded.digest, "
+        "media_type=excluded.media_type, target=excluded.target, "
+        "labels=excluded.labels, created_at=excluded.created_at, "
+        "updated_at=excluded.updated_at, version=excluded.version, "
+        "live=excluded.live"
+    )
+
+
+def _row_params(state: CurrentImage) -> tuple[Any, ...]:
+    image = state.image
+    return (
+        image.namespace,
+        image.name,
+        image.target.digest,
+        image.target.media_type,
+        orjson.dumps(image.target.to_oci()).decode(),
+        orjson.dumps(image.labels).decode(),
+        image.created_at.isoformat(),
+        image.updated_at.isoformat(),
+        image.version,
+        int(state.live),
+    )
+
+
+def _image(row: Any) -> Image:
+    # Rows were written from validated events: rebuild them without validating.
+    return Image.model_construct(
+        namespace=row[0],
+        name=row[1],
+        target=Descriptor.from_stored(orjson.loads(row[2])),
+        labels=orjson.loads(row[3]),
+        created_at=datetime.fromisoformat(row[4]),
+        updated_at=datetime.fromisoformat(row[5]),
+        version=row[6],
+    )
+
+
+class SQLiteCurrentView(CurrentView):
+    """The current view on one SQLite file, kept in the writes' transactions."""
+
+    def __init__(self, datastore: LedgerSQLiteDatastore, mapper: LedgerMapper):
+        self.datastore = datastore
+        self.mapper = mapper
+        self._get = f"SELECT {_COLUMNS} FROM {TABLE} WHERE namespace=? AND name=?"
+        self._list = (
+            f"SELECT {_COLUMNS} FROM {TABLE} WHERE namespace=? AND live=1 ORDER BY name"
+        )
+
+    def create_statements(self) -> list[str]:
+        """What a new store runs to hold this view (with its tracking row)."""
+        return [
+            create_table_statement(TABLE),
+            f"INSERT OR IGNORE INTO tracking VALUES ('{VIEW_NAME}', 0)",
+        ]
+
+    # Read side.
+
+    def get(self, namespace: str, name: str) -> Image | None:
+        state = self.state(namespace, name)
+        return state.image if state is not None and state.live else None
+
+    def state(self, namespace: str, name: str) -> CurrentImage | None:
+        with self.datastore.get_connection(commit=False) as connection:
+            row = connection._sqlite_conn.execute(self._get, (namespace, name)).fetchone()
+        return None if row is None else CurrentImage(image=_image(row), live=bool(row[7]))
+
+    def list(self, namespace: str) -> Iterator[Image]:
+        # One read transaction for the whole iteration: a consistent snapshot,
+        # streamed row by row; closing the iterator ends it.
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._list, (namespace,))
+            for row in c.sqlite_cursor:
+                yield _image(row)
+
+    def position(self) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            return self._position(c)
+
+    # Live driver: called by the recorder inside the write transaction.
+
+    def apply(self, cursor: SQLiteCursor, recorded: Recorded) -> None:
+        if not recorded:
+            return
+        first, last = recorded[0][0], recorded[-1][0]
+        cursor.execute(
+            "UPDATE tracking SET notification_id=? "
+            "WHERE application_name=? AND notification_id=? RETURNING 1",
+            (last, VIEW_NAME, first - 1),
+        )
+        if not cursor.fetchall():
+            # The view is not where these events start (it was created on an
+            # existing log, or lost its rows): catch it up first, same transaction.
+            self._catch_up(cursor, TABLE, after=self._position(cursor), upto=first - 1)
+            cursor.execute(
+                "UPDATE tracking SET notification_id=? WHERE application_name=?",
+                (last, VIEW_NAME),
+            )
+        self._fold_into(cursor, TABLE, (event for _, event in recorded))
+
+    def catch_up(self) -> int:
+        """Fold events the view has not seen yet (after a crash or an upgrade)."""
+        with self.datastore.transaction(commit=True) as c:
+            after = self._position(c)
+            head = self._head(c)
+            if head <= after:
+                return 0
+            folded = self._catch_up(c, TABLE, after=after, upto=head)
+            c.execute(
+                "UPDATE tracking SET notification_id=? WHERE application_name=?",
+                (head, VIEW_NAME),
+            )
+            return folded
+
+    # Rebuild driver.
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Refold the view from the log into a new table, then swap it in.
+
+        Batches of REBUILD_BATCH events per transaction; readers and writers keep
+        using the old table until the swap, which happens in the transaction
+        that finds no more events, so the new table is exactly at the head.
+        A crash leaves only an unused shadow table, dropped by the next rebuild.
+        """
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(f"DROP TABLE IF EXISTS {SHADOW_TABLE}")
+            c.execute(create_table_statement(SHADOW_TABLE))
+            total = self._head(c)
+        position, folded = 0, 0
+        while True:
+            with self.datastore.transaction(commit=True) as c:
+                batch = self._notifications(c, after=position, upto=None, limit=REBUILD_BATCH)
+                if not batch:
+                    c.execute(f"DROP TABLE {TABLE}")
+                    c.execute(f"ALTER TABLE {SHADOW_TABLE} RENAME TO {TABLE}")
+                    c.execute(
+                        "UPDATE tracking SET notification_id=? WHERE application_name=?",
+                        (position, VIEW_NAME),
+                    )
+                    return folded
+                self._fold_into(c, SHADOW_TABLE, (event for _, event in batch))
+                position = batch[-1][0]
+                folded += len(batch)
+            if progress is not None:
+                progress(folded, max(total, position))
+
+    # Shared by the drivers.
+
+    def _catch_up(self, c: SQLiteCursor, table: str, *, after: int, upto: int) -> int:
+        if after > upto:
+            raise StoreError(
+                f"the current view is at position {after}, beyond the log's {upto}: "
+                "events were removed from the log"
+            )
+        folded = 0
+        while after < upto:
+            batch = self._notifications(c, after=after, upto=upto, limit=REBUILD_BATCH)
+            if not batch:
+                break
+            self._fold_into(c, table, (event for _, event in batch))
+            after = batch[-1][0]
+            folded += len(batch)
+        return folded
+
+    def _fold_into(
+        self, c: SQLiteCursor, table: str, events: Iterable[ImageAggregate.Event]
+    ) -> None:
+        states: dict[tuple[str, str], CurrentImage | None] = {}
+        select = f"SELECT {_COLUMNS} FROM {table} WHERE namespace=? AND name=?"
+        for event in events:
+            key = (event.namespace, event.name)
+            if key not in states:
+                c.execute(select, key)
+                row = c.fetchone()
+                states[key] = (
+                    None if row is None else CurrentImage(_image(row), bool(row[7]))
+                )
+            states[key] = fold(states[key], event)
+        c.executemany(
+            _upsert_statement(table),
+            [_row_params(state) for state in states.values() if state is not None],
+        )
+
+    def _notifications(
+        self, c: SQLiteCursor, *, after: int, upto: int | None, limit: int
+    ) -> list[tuple[int, ImageAggregate.Event]]:
+        statement = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE rowid>? "
+        params: list[int] = [after]
+        if upto is not None:
+            statement += "AND rowid<=? "
+            params.append(upto)
+        c.execute(statement + "ORDER BY rowid LIMIT ?", [*params, limit])
+        return [
+            (row["rowid"], self.mapper.to_domain_event(notification_from_row(row)))
+            for row in c.fetchall()
+        ]
+
+    def _position(self, c: SQLiteCursor) -> int:
+        c.execute(
+            "SELECT notification_id FROM tracking WHERE application_name=?",
+            (VIEW_NAME,),
+        )
+        row = c.fetchone()
+        if row is None:
+            raise StoreError("the current view has no tracking row")
+        return int(row[0])
+
+    def _head(self, c: SQLiteCursor) -> int:
+        c.execute(f"SELECT MAX(rowid) FROM {EVENTS_TABLE}")
+        return int(c.fetchone()[0] or 0)

@@ -1,0 +1,45 @@
+"""Audit entries: one per event, as history and audit queries return them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from imageledger.domain.descriptor import Descriptor
+from imageledger.domain.image import Image as ImageAggregate
+
+
+class AuditEntry(BaseModel):
+    """One change to one image name, where it stands in the global log."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    position: int
+    namespace: str
+    name: str
+    version: int
+    kind: Literal["registered", "deleted"]
+    target: Descriptor | None
+    labels: dict[str, str] | None
+    timestamp: datetime
+    actor: str
+    reason: str | None
+
+
+def audit_entry(position: int, event: ImageAggregate.Event) -> AuditEntry:
+    """The audit entry of `event`, stored at log `position`."""
+    registered = isinstance(event, ImageAggregate.Registered)
+    return AuditEntry.model_construct(
+        position=position,
+        namespace=event.namespace,
+        name=event.name,
+        version=event.originator_version,
+        kind="registered" if registered else "deleted",
+        target=event.target if registered else None,
+        labels=dict(event.labels) if registered else None,
+        timestamp=event.timestamp,
+        actor=event.actor,
+        reason=event.reason,
+    )

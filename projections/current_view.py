@@ -1,0 +1,103 @@
+"""The current view: which descriptor each image name points at now.
+
+`fold` is the only code that turns image events into view state. The live
+driver (in the write transaction), `rebuild()` and `replay()` all call it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from imageledger.domain.descriptor import Descriptor
+from imageledger.domain.image import Image as ImageAggregate
+
+
+class Image(BaseModel):
+    """An image name as it stands: what it points at, since when, at which version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str
+    name: str
+    target: Descriptor
+    labels: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentImage:
+    """The view's state for one name: its last registration, and whether it lives.
+
+    A deleted name keeps its row (live=False, version of the delete): that row is
+    what lets a later write continue the stream without reading its history.
+    """
+
+    image: Image
+    live: bool
+
+
+def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImage:
+    """The state of one name after `event`, given its state before."""
+    if isinstance(event, ImageAggregate.Registered):
+        created_at = (
+            state.image.created_at if state is not None and state.live else event.timestamp
+        )
+        image = Image.model_construct(
+            namespace=event.namespace,
+            name=event.name,
+            target=event.target,
+            labels=dict(event.labels),
+            created_at=created_at,
+            updated_at=event.timestamp,
+            version=event.originator_version,
+        )
+        return CurrentImage(image=image, live=True)
+    if isinstance(event, ImageAggregate.Deleted):
+        if state is None:
+            raise ValueError(
+                f"{event.namespace}/{event.name} v{event.originator_version}: "
+                "deleted before it was registered"
+            )
+        image = state.image.model_copy(
+            update={"updated_at": event.timestamp, "version": event.originator_version}
+        )
+        return replace(state, image=image, live=False)
+    raise TypeError(f"not an image event: {type(event).__name__}")
+
+
+def replay(
+    events: Iterable[ImageAggregate.Event],
+) -> dict[tuple[str, str], Image]:
+    """Fold events in log order, in memory; return the live images by (namespace, name)."""
+    states: dict[tuple[str, str], CurrentImage] = {}
+    for event in events:
+        key = (event.namespace, event.name)
+        states[key] = fold(states.get(key), event)
+    return {key: state.image for key, state in states.items() if state.live}
+
+
+class CurrentView(ABC):
+    """Where the current view is kept: read side used by the image store."""
+
+    @abstractmethod
+    def get(self, namespace: str, name: str) -> Image | None:
+        """The live image, or None when the name is absent or deleted."""
+
+    @abstractmethod
+    def list(self, namespace: str) -> Iterator[Image]:
+        """Live images of `namespace`, sorted by name, streamed."""
+
+    @abstractmethod
+    def state(self, namespace: str, name: str) -> CurrentImage | None:
+        """The view's state of a name, deleted ones included (None if never seen)."""
+
+    @abstractmethod
+    def position(self) -> int:
+        """The log position the view reflects."""
