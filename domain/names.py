@@ -102,6 +102,8 @@ def _split_tag(remainder: str) -> tuple[str, str | None]:
 
 def _repository_problem(repository: str) -> str | None:
     components = repository.split("/")
+    if "" in components:
+        return f"{repository!r} has an empty path component"
     first, rest = components[0], components[1:]
     if rest and _DOMAIN.fullmatch(first) and not _PATH.fullmatch(first):
         components = rest  # a registry host such as docker.io or localhost:5000
@@ -111,8 +113,6 @@ def _repository_problem(repository: str) -> str | None:
             "nor a path component"
         )
     for component in components:
-        if not component:
-            return f"{repository!r} has an empty path component"
         if not _PATH.fullmatch(component):
             return (
                 f"path component {component!r} must be lowercase letters and "

@@ -67,9 +67,15 @@ class EventLog(Application[UUID]):
         return self._factory.current_view
 
     def load(self, namespace: str, name: str) -> Image | None:
-        """The aggregate of a name as the log has it now, or None if never seen."""
+        """The aggregate of a name as the log has it now, or None if never seen.
+
+        The current view's row is the snapshot (it commits with the events, so
+        it is normally at the stream's head); events after it, if any, are
+        replayed onto it. Cost does not grow with the name's history.
+        """
+        stream = image_id(namespace, name)
+        state, head = self._factory.current_view.snapshot(namespace, name, stream)
         image: Image | None = None
-        state = self._factory.current_view.state(namespace, name)
         if state is not None:
             current = state.image
             image = Image.restore(
@@ -82,12 +88,10 @@ class EventLog(Application[UUID]):
                 created_at=current.created_at,
                 updated_at=current.updated_at,
             )
-        # The view commits with the events, so this normally finds nothing; it
-        # keeps the aggregate right even if the view row were behind.
-        for event in self.events.get(
-            image_id(namespace, name), gt=None if image is None else image.version
-        ):
-            image = event.mutate(image)
+        if head > (0 if image is None else image.version):
+            gt = None if image is None else image.version
+            for event in self.events.get(stream, gt=gt):
+                image = event.mutate(image)
         return image
 
     def append(self, image: Image) -> list[int]:

@@ -1,0 +1,1 @@
+"""Benchmarks: imageledger against raw SQLite doing the same work, in one run."""

@@ -1,0 +1,28 @@
+"""Run the benchmarks and print one table: case, imageledger rate, raw rate, ratio.
+
+    python -m bench [--scale N]
+
+`--scale` multiplies the sizes (default 1: a run of well under a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import live_view
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="size multiplier")
+    args = parser.parse_args()
+    count = max(10, int(1000 * args.scale))
+    rows = live_view.run(count)
+    width = max(len(case) for case, _, _ in rows)
+    print(f"{'case':<{width}}  {'imageledger/s':>13}  {'raw sqlite/s':>12}  {'ratio':>5}")
+    for case, rate, raw in rows:
+        print(f"{case:<{width}}  {rate:>13,.0f}  {raw:>12,.0f}  {rate / raw:>5.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Namespaces and image names: the distribution reference grammar, rule by rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from imageledger.domain.names import validate_name, validate_namespace
+from imageledger.errors import InvalidArgument
+
+VALID_NAMES = [
+    "alpine",
+    "alpine:3.20",
+    "library/alpine",
+    "docker.io/library/alpine:3.20",
+    "localhost/app",
+    "localhost:5000/app:prod",
+    "registry.example.com:443/team/app:v1.2.3",
+    "REGISTRY.example/app",
+    "[::1]:5000/app",
+    "a/b/c/d/e",
+    "my-app",
+    "my--app",
+    "my__app",
+    "my_app.v2",
+    "app:" + "t" * 128,
+    "app:_tag",
+    "app:V1-rc.1",
+    "app@sha256:" + "a" * 64,
+    "app:1.0@sha256:" + "b" * 64,
+    "app@sha512:" + "c" * 128,
+    "app@multihash+base58:" + "d" * 32,
+    "x" * 255,
+]
+
+INVALID_NAMES = [
+    ("", "must not be empty"),
+    ("Alpine", "path component 'Alpine' must be lowercase"),
+    ("library/Alpine", "path component 'Alpine' must be lowercase"),
+    ("app:", "tag '' must be 1 to 128 characters"),
+    ("app:" + "t" * 129, "tag 'tttt"),
+    ("app:.hidden", "tag '.hidden'"),
+    ("app:-x", "tag '-x'"),
+    ("app:a/b", "'app:a' is neither a registry host"),
+    ("app@sha256:" + "a" * 63, "a sha256 digest must be 64 lowercase hex"),
+    ("app@sha256:" + "A" * 64, "a sha256 digest must be 64 lowercase hex"),
+    ("app@sha256:abc", "at least 32 hex digits"),
+    ("app@", "digest '' must be algorithm:hex"),
+    ("app@@sha256:" + "a" * 64, "digest '@sha256"),
+    ("-app", "path component '-app'"),
+    ("app-", "path component 'app-'"),
+    ("app..x", "path component 'app..x'"),
+    ("app___x", "path component 'app___x'"),
+    ("a//b", "empty path component"),
+    ("/app", "empty path component"),
+    ("app/", "empty path component"),
+    ("app name", "contains ' '"),
+    ("app\x00", "contains '\\x00'"),
+    ("app\n", "contains '\\n'"),
+    ("äpp", "contains 'ä'"),
+    ("ex_ample.com:80/app", "neither a registry host"),
+    (":tag", "has no repository name"),
+    ("x" * 256, "repository name is 256 characters, at most 255"),
+]
+
+
+@pytest.mark.parametrize("name", VALID_NAMES)
+def test_valid_names_are_accepted_unchanged(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize(("name", "rule"), INVALID_NAMES)
+def test_invalid_names_name_the_rule_they_break(name: str, rule: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate_name(name)
+    assert caught.value.field == "name"
+    assert rule in caught.value.rule
+
+
+@pytest.mark.parametrize("value", [None, 3, b"alpine", ["alpine"]])
+def test_a_name_that_is_not_a_string_is_refused(value: object) -> None:
+    with pytest.raises(InvalidArgument, match="name: must be a string"):
+        validate_name(value)
+
+
+@pytest.mark.parametrize(
+    "namespace", ["default", "k8s.io", "team-a", "a_b", "A1", "x" * 76, "moby"]
+)
+def test_valid_namespaces_are_accepted(namespace: str) -> None:
+    assert validate_namespace(namespace) == namespace
+
+
+@pytest.mark.parametrize(
+    ("namespace", "rule"),
+    [
+        ("", "must not be empty"),
+        ("x" * 77, "is 77 characters, at most 76"),
+        ("-a", "letters and digits"),
+        ("a-", "letters and digits"),
+        ("a..b", "letters and digits"),
+        ("a/b", "letters and digits"),
+        ("a b", "letters and digits"),
+        ("ä", "letters and digits"),
+        (None, "must be a string"),
+    ],
+)
+def test_invalid_namespaces_name_the_rule_they_break(namespace: object, rule: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate_namespace(namespace)
+    assert caught.value.field == "namespace"
+    assert rule in caught.value.rule
