@@ -8,13 +8,14 @@ reads from the current view or the log. It returns plain data: `Image`,
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -31,7 +32,11 @@ from imageledger.domain.errors import (
 )
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
-from imageledger.domain.names import DEFAULT_NAMESPACE, validate_name, validate_namespace
+from imageledger.domain.names import (
+    DEFAULT_NAMESPACE,
+    validate_name,
+    validate_namespace,
+)
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
@@ -166,12 +171,12 @@ class ImageStore:
             )
             if problem:
                 raise InvalidArgument("if_digest", problem)
-        expect = _validate_expect(expect, allow_absent=False)
+        expected = _validate_expect(expect, allow_absent=False)
 
         def decide(image: ImageAggregate | None) -> ImageAggregate | None:
             if image is None or not image.live:
                 raise ImageNotFound(name, namespace)
-            _check_expect(image, expect, namespace, name)
+            _check_expect(image, expected, namespace, name)
             image.delete(actor=actor, reason=reason, if_digest=if_digest)
             return image
 
@@ -189,7 +194,9 @@ class ImageStore:
             raise ImageNotFound(name, namespace)
         return image
 
-    def list(self, *filters: str, namespace: str = DEFAULT_NAMESPACE) -> Iterator[Image]:
+    def list(
+        self, *filters: str, namespace: str = DEFAULT_NAMESPACE
+    ) -> Iterator[Image]:
         """The live images of `namespace`, sorted by name, streamed."""
         namespace = validate_namespace(namespace)
         if filters:
@@ -198,8 +205,10 @@ class ImageStore:
             )
         return _stream_with_storage_errors(self._log.current_view.list(namespace))
 
-    def history(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> list[AuditEntry]:
-        """Every change to `name`, oldest first; raises ImageNotFound if there is none."""
+    def history(
+        self, name: str, *, namespace: str = DEFAULT_NAMESPACE
+    ) -> builtins.list[AuditEntry]:
+        """Every change to `name`, oldest first; ImageNotFound if it has none."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
         with _storage_errors():
@@ -295,12 +304,16 @@ def _check_expect(
 
 
 def _validate_expect(expect: object, *, allow_absent: bool) -> Expect:
-    if expect is None or (allow_absent and expect == "absent"):
-        return expect  # type: ignore[return-value]
+    if expect is None:
+        return None
+    if allow_absent and expect == "absent":
+        return "absent"
     if isinstance(expect, int) and not isinstance(expect, bool) and expect >= 0:
         return expect
     allowed = "None, 'absent' or" if allow_absent else "None or"
-    raise InvalidArgument("expect", f"must be {allowed} a version number, not {expect!r}")
+    raise InvalidArgument(
+        "expect", f"must be {allowed} a version number, not {expect!r}"
+    )
 
 
 def _validate_when(when: object) -> tuple[int | None, datetime | None]:
@@ -311,7 +324,7 @@ def _validate_when(when: object) -> tuple[int | None, datetime | None]:
             raise InvalidArgument("until", "a log position must not be negative")
         return when, None
     if isinstance(when, datetime):
-        return None, when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        return None, when if when.tzinfo else when.replace(tzinfo=UTC)
     raise InvalidArgument(
         "until", f"must be a log position or a datetime, not {type(when).__name__}"
     )
@@ -369,7 +382,9 @@ def _describe(error: Exception) -> str:
     text = str(error)
     lowered = text.lower()
     if "locked" in lowered or "busy" in lowered:
-        return f"database is busy: another process held the write lock too long ({text})"
+        return (
+            f"database is busy: another process held the write lock too long ({text})"
+        )
     if "full" in lowered:
         return f"disk full: the write was not made ({text})"
     if "readonly" in lowered or "read-only" in lowered:

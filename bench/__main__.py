@@ -19,7 +19,9 @@ def main() -> None:
     count = max(10, int(1000 * args.scale))
     rows = live_view.run(count)
     width = max(len(case) for case, _, _ in rows)
-    print(f"{'case':<{width}}  {'imageledger/s':>13}  {'raw sqlite/s':>12}  {'ratio':>5}")
+    print(
+        f"{'case':<{width}}  {'imageledger/s':>13}  {'raw sqlite/s':>12}  {'ratio':>5}"
+    )
     for case, rate, raw in rows:
         print(f"{case:<{width}}  {rate:>13,.0f}  {raw:>12,.0f}  {rate / raw:>5.2f}")
 

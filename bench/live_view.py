@@ -38,11 +38,15 @@ def run(count: int) -> list[tuple[str, float, float]]:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         raw = raw_sqlite.connect(root / "raw.db")
-        raw_rate = _rate(count, lambda i: raw_sqlite.register(raw, f"app/raw:{i}", _target(i)))
+        raw_rate = _rate(
+            count, lambda i: raw_sqlite.register(raw, f"app/raw:{i}", _target(i))
+        )
         raw.close()
 
         with ImageStore.open(root / "in-transaction.db") as store:
-            live_rate = _rate(count, lambda i: store.register(f"app/live:{i}", _target(i)))
+            live_rate = _rate(
+                count, lambda i: store.register(f"app/live:{i}", _target(i))
+            )
 
         with ImageStore.open(root / "catch-up.db") as store:
             view = store._log.current_view

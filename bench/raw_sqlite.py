@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -23,9 +23,11 @@ def connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def register(connection: sqlite3.Connection, name: str, target: dict[str, object]) -> None:
+def register(
+    connection: sqlite3.Connection, name: str, target: dict[str, object]
+) -> None:
     """One durable transaction: insert the event row, upsert the view row."""
-    now = datetime.now(timezone.utc).isoformat()
+    now = datetime.now(UTC).isoformat()
     state = json.dumps({"name": name, "target": target, "timestamp": now}).encode()
     connection.execute("BEGIN IMMEDIATE")
     connection.execute(

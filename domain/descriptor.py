@@ -49,9 +49,7 @@ _STRICT = ConfigDict(
 
 def _media_type_problem(value: str) -> str | None:
     if not _MEDIA_TYPE.fullmatch(value):
-        return (
-            f"{value!r} is not a media type (RFC 6838 type/subtype, no parameters)"
-        )
+        return f"{value!r} is not a media type (RFC 6838 type/subtype, no parameters)"
     return None
 
 
@@ -151,7 +149,8 @@ class Descriptor(BaseModel):
             raise ValueError(f"contains text that is not valid UTF-8 ({e})") from None
         if len(encoded) > MAX_DESCRIPTOR_BYTES:
             raise ValueError(
-                f"is {len(encoded)} bytes as JSON, at most {MAX_DESCRIPTOR_BYTES} allowed"
+                f"is {len(encoded)} bytes as JSON, "
+                f"at most {MAX_DESCRIPTOR_BYTES} allowed"
             )
         return self
 
@@ -169,7 +168,9 @@ class Descriptor(BaseModel):
             )
         for key, value in data.items():
             if value is None:
-                raise InvalidArgument(f"{field}.{key}", "must be omitted rather than null")
+                raise InvalidArgument(
+                    f"{field}.{key}", "must be omitted rather than null"
+                )
         try:
             return cls.model_validate(dict(data))
         except ValidationError as e:

@@ -24,9 +24,7 @@ def digest_problem(digest: str) -> str | None:
     if not sep:
         return f"{digest!r} is not of the form algorithm:encoded"
     if not _ALGORITHM.fullmatch(algorithm):
-        return (
-            f"algorithm {algorithm!r} must match [a-z0-9]+([+._-][a-z0-9]+)*"
-        )
+        return f"algorithm {algorithm!r} must match [a-z0-9]+([+._-][a-z0-9]+)*"
     if not _ENCODED.fullmatch(encoded):
         return f"encoded part {encoded!r} must match [a-zA-Z0-9=_-]+"
     length = KNOWN_ALGORITHMS.get(algorithm)

@@ -7,8 +7,9 @@ a deleted name registered again continues the same stream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import AggregateEvent, BaseAggregate
@@ -43,14 +44,19 @@ class Image(BaseAggregate[UUID]):
     def create_id(namespace: str, name: str) -> UUID:
         return image_id(namespace, name)
 
+    # eventsourcing makes every event class a frozen dataclass; the decorators
+    # say so to type checkers too.
+    @dataclass(frozen=True)
     class Event(AggregateEvent):
         """What every image event carries besides id, version and timestamp."""
 
+        TOPIC: ClassVar[str]
         namespace: str
         name: str
         actor: str
         reason: str | None
 
+    @dataclass(frozen=True)
     class Registered(Event):
         """The name now points at `target`, with `labels`."""
 
@@ -80,6 +86,7 @@ class Image(BaseAggregate[UUID]):
             image.labels = dict(self.labels)
             image.live = True
 
+    @dataclass(frozen=True)
     class Deleted(Event):
         """The name no longer exists (its stream may continue later)."""
 

@@ -27,9 +27,7 @@ def validate_labels(labels: object) -> dict[str, str]:
     checked: dict[str, str] = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidArgument(
-                f"labels[{key!r}]", "keys and values must be strings"
-            )
+            raise InvalidArgument(f"labels[{key!r}]", "keys and values must be strings")
         if not key:
             raise InvalidArgument("labels", "label keys must not be empty")
         size = _utf8_length(f"labels[{key!r}]", key) + _utf8_length(

@@ -65,7 +65,9 @@ def _reference_problem(reference: str) -> str | None:
     if not reference:
         return "must not be empty"
     if not reference.isascii() or not reference.isprintable() or " " in reference:
-        bad = next(c for c in reference if not (c.isascii() and c.isprintable()) or c == " ")
+        bad = next(
+            c for c in reference if not (c.isascii() and c.isprintable()) or c == " "
+        )
         return f"{_shorten(reference)!r} contains {bad!r}; names are printable ASCII"
     remainder, at, digest = reference.partition("@")
     if at:

@@ -8,7 +8,7 @@ live views and their positions in one transaction), and how to read the log.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
@@ -91,7 +91,7 @@ class EventLog(Application[UUID]):
         if head > (0 if image is None else image.version):
             gt = None if image is None else image.version
             for event in self.events.get(stream, gt=gt):
-                image = event.mutate(image)
+                image = cast(Image.Event, event).mutate(image)
         return image
 
     def append(self, image: Image) -> list[int]:
@@ -101,18 +101,20 @@ class EventLog(Application[UUID]):
     def stream(self, namespace: str, name: str) -> list[tuple[int, Image.Event]]:
         """Every event of one name, oldest first, with its log position."""
         notifications = self._factory.recorder.select_stream(image_id(namespace, name))
-        return [(n.id, self.mapper.to_domain_event(n)) for n in notifications]
+        decode = self._factory.mapper_instance.to_domain_event
+        return [(n.id, decode(n)) for n in notifications]
 
     def read(
         self, *, after: int = 0, until: int | None = None
     ) -> Iterator[tuple[int, Image.Event]]:
         """Events after position `after` up to `until` (inclusive), in log order."""
+        decode = self._factory.mapper_instance.to_domain_event
         while True:
             page = self.recorder.select_notifications(
                 start=after, limit=PAGE, stop=until, inclusive_of_start=False
             )
             for notification in page:
-                yield notification.id, self.mapper.to_domain_event(notification)
+                yield notification.id, decode(notification)
             if len(page) < PAGE:
                 return
             after = page[-1].id

@@ -107,7 +107,9 @@ class LedgerMapper(Mapper[UUID]):
             state = {key: _DECODERS[key](value) for key, value in raw.items()}
             originator_id = stored_event.originator_id
             state["originator_id"] = (
-                originator_id if isinstance(originator_id, UUID) else UUID(originator_id)
+                originator_id
+                if isinstance(originator_id, UUID)
+                else UUID(originator_id)
             )
             state["originator_version"] = stored_event.originator_version
         except (orjson.JSONDecodeError, TypeError, ValueError, InvalidArgument) as e:

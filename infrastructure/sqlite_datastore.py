@@ -9,6 +9,7 @@ instead of failing on a stale read snapshot) and every commit to be durable
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,7 +103,5 @@ class LedgerSQLiteDatastore(SQLiteDatastore):
 def _rollback_quietly(connection: sqlite3.Connection) -> None:
     # Nothing more can be done when the rollback itself fails (the connection
     # is gone): the original error is the one to report.
-    try:
+    with contextlib.suppress(sqlite3.Error):
         connection.rollback()
-    except sqlite3.Error:
-        pass

@@ -34,7 +34,9 @@ class LedgerSQLiteFactory(SQLiteFactory):
         # Deliberately not SQLiteFactory.__init__, which reads the environment.
         super(SQLiteFactory, self).__init__(Environment("imageledger", {}))
         self.path = path
-        self.datastore = LedgerSQLiteDatastore(sqlite_uri(path), lock_timeout=lock_timeout)
+        self.datastore = LedgerSQLiteDatastore(
+            sqlite_uri(path), lock_timeout=lock_timeout
+        )
         self.mapper_instance = LedgerMapper()
         self.recorder = LedgerSQLiteRecorder(self.datastore)
         self.current_view = SQLiteCurrentView(self.datastore, self.mapper_instance)

@@ -7,6 +7,7 @@ Rows hold every name the log has seen; deleted ones stay as tombstones
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -125,8 +126,12 @@ class SQLiteCurrentView(CurrentView):
 
     def state(self, namespace: str, name: str) -> CurrentImage | None:
         with self.datastore.get_connection(commit=False) as connection:
-            row = connection._sqlite_conn.execute(self._get, (namespace, name)).fetchone()
-        return None if row is None else CurrentImage(image=_image(row), live=bool(row[7]))
+            row = connection._sqlite_conn.execute(
+                self._get, (namespace, name)
+            ).fetchone()
+        return (
+            None if row is None else CurrentImage(image=_image(row), live=bool(row[7]))
+        )
 
     def snapshot(
         self, namespace: str, name: str, stream: UUID
@@ -172,10 +177,7 @@ class SQLiteCurrentView(CurrentView):
             # The view is not where these events start (it was created on an
             # existing log, or lost its rows): catch it up first, same transaction.
             self._catch_up(cursor, TABLE, after=self._position(cursor), upto=first - 1)
-            cursor.execute(
-                "UPDATE tracking SET notification_id=? WHERE application_name=?",
-                (last, VIEW_NAME),
-            )
+            self._set_position(cursor, last)
         self._fold_into(cursor, TABLE, (event for _, event in recorded))
 
     def catch_up(self) -> int:
@@ -186,10 +188,7 @@ class SQLiteCurrentView(CurrentView):
             if head <= after:
                 return 0
             folded = self._catch_up(c, TABLE, after=after, upto=head)
-            c.execute(
-                "UPDATE tracking SET notification_id=? WHERE application_name=?",
-                (head, VIEW_NAME),
-            )
+            self._set_position(c, head)
             return folded
 
     # Rebuild driver.
@@ -209,14 +208,13 @@ class SQLiteCurrentView(CurrentView):
         position, folded = 0, 0
         while True:
             with self.datastore.transaction(commit=True) as c:
-                batch = self._notifications(c, after=position, upto=None, limit=REBUILD_BATCH)
+                batch = self._notifications(
+                    c, after=position, upto=None, limit=REBUILD_BATCH
+                )
                 if not batch:
                     c.execute(f"DROP TABLE {TABLE}")
                     c.execute(f"ALTER TABLE {SHADOW_TABLE} RENAME TO {TABLE}")
-                    c.execute(
-                        "UPDATE tracking SET notification_id=? WHERE application_name=?",
-                        (position, VIEW_NAME),
-                    )
+                    self._set_position(c, position)
                     return folded
                 self._fold_into(c, SHADOW_TABLE, (event for _, event in batch))
                 position = batch[-1][0]
@@ -263,7 +261,7 @@ class SQLiteCurrentView(CurrentView):
 
     def _notifications(
         self, c: SQLiteCursor, *, after: int, upto: int | None, limit: int
-    ) -> list[tuple[int, ImageAggregate.Event]]:
+    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
         statement = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE rowid>? "
         params: list[int] = [after]
         if upto is not None:
@@ -284,6 +282,12 @@ class SQLiteCurrentView(CurrentView):
         if row is None:
             raise StoreError("the current view has no tracking row")
         return int(row[0])
+
+    def _set_position(self, c: SQLiteCursor, position: int) -> None:
+        c.execute(
+            "UPDATE tracking SET notification_id=? WHERE application_name=?",
+            (position, VIEW_NAME),
+        )
 
     def _head(self, c: SQLiteCursor) -> int:
         c.execute(f"SELECT MAX(rowid) FROM {EVENTS_TABLE}")

@@ -30,15 +30,17 @@ class AuditEntry(BaseModel):
 
 def audit_entry(position: int, event: ImageAggregate.Event) -> AuditEntry:
     """The audit entry of `event`, stored at log `position`."""
-    registered = isinstance(event, ImageAggregate.Registered)
+    target, labels = None, None
+    if isinstance(event, ImageAggregate.Registered):
+        target, labels = event.target, dict(event.labels)
     return AuditEntry.model_construct(
         position=position,
         namespace=event.namespace,
         name=event.name,
         version=event.originator_version,
-        kind="registered" if registered else "deleted",
-        target=event.target if registered else None,
-        labels=dict(event.labels) if registered else None,
+        kind="deleted" if target is None else "registered",
+        target=target,
+        labels=labels,
         timestamp=event.timestamp,
         actor=event.actor,
         reason=event.reason,

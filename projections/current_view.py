@@ -47,7 +47,9 @@ def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImag
     """The state of one name after `event`, given its state before."""
     if isinstance(event, ImageAggregate.Registered):
         created_at = (
-            state.image.created_at if state is not None and state.live else event.timestamp
+            state.image.created_at
+            if state is not None and state.live
+            else event.timestamp
         )
         image = Image.model_construct(
             namespace=event.namespace,
@@ -75,7 +77,7 @@ def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImag
 def replay(
     events: Iterable[ImageAggregate.Event],
 ) -> dict[tuple[str, str], Image]:
-    """Fold events in log order, in memory; return the live images by (namespace, name)."""
+    """Fold events in log order, in memory: the live images by (namespace, name)."""
     states: dict[tuple[str, str], CurrentImage] = {}
     for event in events:
         key = (event.namespace, event.name)

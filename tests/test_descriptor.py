@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
+from conftest import INDEX, MANIFEST, descriptor, digest
 from imageledger import Descriptor
 from imageledger.domain.descriptor import MAX_DESCRIPTOR_BYTES
 from imageledger.errors import InvalidArgument
-
-from conftest import INDEX, MANIFEST, descriptor, digest
 
 HELLO = b"hello"
 HELLO_DIGEST = "sha256:" + hashlib.sha256(HELLO).hexdigest()
@@ -43,12 +42,19 @@ VALID = [
     {"mediaType": MANIFEST, "digest": "sha512:" + "b" * 128, "size": 1},
     {"mediaType": MANIFEST, "digest": "blake3:" + "c" * 64, "size": 1},
     {"mediaType": MANIFEST, "digest": "future+algo.x-y_z:Ab=_-", "size": 1},
-    {"mediaType": MANIFEST, "digest": HELLO_DIGEST, "size": 5,
-     "data": base64.b64encode(HELLO).decode()},
+    {
+        "mediaType": MANIFEST,
+        "digest": HELLO_DIGEST,
+        "size": 5,
+        "data": base64.b64encode(HELLO).decode(),
+    },
     {"mediaType": MANIFEST, "digest": digest(4), "size": 1, "annotations": {}},
     {"mediaType": MANIFEST, "digest": digest(5), "size": 1, "urls": []},
-    {"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-     "digest": digest(6), "size": 1},
+    {
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "digest": digest(6),
+        "size": 1,
+    },
 ]
 
 
@@ -77,9 +83,17 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"mediaType": MANIFEST, "size": 1}, "target.digest", "is required"),
     ({"mediaType": MANIFEST, "digest": digest(1)}, "target.size", "is required"),
     (descriptor(1, mediaType="manifest"), "target.mediaType", "is not a media type"),
-    (descriptor(1, mediaType="a/b; charset=utf-8"), "target.mediaType", "no parameters"),
+    (
+        descriptor(1, mediaType="a/b; charset=utf-8"),
+        "target.mediaType",
+        "no parameters",
+    ),
     (descriptor(1, mediaType="/json"), "target.mediaType", "is not a media type"),
-    (descriptor(1, mediaType="a/" + "b" * 128), "target.mediaType", "is not a media type"),
+    (
+        descriptor(1, mediaType="a/" + "b" * 128),
+        "target.mediaType",
+        "is not a media type",
+    ),
     (descriptor(1, mediaType=5), "target.mediaType", "must be a string"),
     (descriptor(1, digest="sha256"), "target.digest", "algorithm:encoded"),
     (descriptor(1, digest="SHA256:" + "a" * 64), "target.digest", "algorithm 'SHA256'"),
@@ -99,31 +113,81 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     (descriptor(1, urls=["https://a b"]), "target.urls", "not an absolute URI"),
     (descriptor(1, urls=["https:"]), "target.urls", "not an absolute URI"),
     (descriptor(1, urls="https://x"), "target.urls", "must be a list"),
-    (descriptor(1, annotations={"": "x"}), "target.annotations", "keys must not be empty"),
+    (
+        descriptor(1, annotations={"": "x"}),
+        "target.annotations",
+        "keys must not be empty",
+    ),
     (descriptor(1, annotations={"a": 1}), "target.annotations.a", "must be a string"),
     (descriptor(1, annotations=["a"]), "target.annotations", "must be an object"),
     (descriptor(1, data="aGVsbG8"), "target.data", "not valid base64"),
     (descriptor(1, data="aGVsbG8=\n"), "target.data", "not valid base64"),
-    ({"mediaType": MANIFEST, "digest": HELLO_DIGEST, "size": 6, "data": "aGVsbG8="},
-     "target.data", "decodes to 5 bytes but size is 6"),
-    ({"mediaType": MANIFEST, "digest": digest(1), "size": 5, "data": "aGVsbG8="},
-     "target.data", "does not hash to"),
-    ({"mediaType": MANIFEST, "digest": "blake3:" + "a" * 64, "size": 5,
-      "data": "aGVsbG8="}, "target.data", "cannot be checked against a blake3"),
+    (
+        {"mediaType": MANIFEST, "digest": HELLO_DIGEST, "size": 6, "data": "aGVsbG8="},
+        "target.data",
+        "decodes to 5 bytes but size is 6",
+    ),
+    (
+        {"mediaType": MANIFEST, "digest": digest(1), "size": 5, "data": "aGVsbG8="},
+        "target.data",
+        "does not hash to",
+    ),
+    (
+        {
+            "mediaType": MANIFEST,
+            "digest": "blake3:" + "a" * 64,
+            "size": 5,
+            "data": "aGVsbG8=",
+        },
+        "target.data",
+        "cannot be checked against a blake3",
+    ),
     (descriptor(1, artifactType="sbom"), "target.artifactType", "is not a media type"),
-    (descriptor(1, artifactType=None), "target.artifactType", "omitted rather than null"),
-    (descriptor(1, platform={"os": "linux"}), "target.platform.architecture", "is required"),
-    (descriptor(1, platform={"architecture": "amd64"}), "target.platform.os", "is required"),
-    (descriptor(1, platform={"architecture": "", "os": "linux"}),
-     "target.platform.architecture", "must not be empty"),
-    (descriptor(1, platform={"architecture": "amd64", "os": "linux", "os.version": 3}),
-     "target.platform.os.version", "must be a string"),
-    (descriptor(1, platform={"architecture": "amd64", "os": "linux", "osVersion": "1"}),
-     "target.platform.osVersion", "is not a descriptor field"),
-    (descriptor(1, mediatype=MANIFEST), "target.mediatype", "is not a descriptor field"),
+    (
+        descriptor(1, artifactType=None),
+        "target.artifactType",
+        "omitted rather than null",
+    ),
+    (
+        descriptor(1, platform={"os": "linux"}),
+        "target.platform.architecture",
+        "is required",
+    ),
+    (
+        descriptor(1, platform={"architecture": "amd64"}),
+        "target.platform.os",
+        "is required",
+    ),
+    (
+        descriptor(1, platform={"architecture": "", "os": "linux"}),
+        "target.platform.architecture",
+        "must not be empty",
+    ),
+    (
+        descriptor(
+            1, platform={"architecture": "amd64", "os": "linux", "os.version": 3}
+        ),
+        "target.platform.os.version",
+        "must be a string",
+    ),
+    (
+        descriptor(
+            1, platform={"architecture": "amd64", "os": "linux", "osVersion": "1"}
+        ),
+        "target.platform.osVersion",
+        "is not a descriptor field",
+    ),
+    (
+        descriptor(1, mediatype=MANIFEST),
+        "target.mediatype",
+        "is not a descriptor field",
+    ),
     (descriptor(1, annotations={"a": "\udcff"}), "target", "not valid UTF-8"),
-    (descriptor(1, annotations={"a": "x" * MAX_DESCRIPTOR_BYTES}), "target",
-     f"at most {MAX_DESCRIPTOR_BYTES} allowed"),
+    (
+        descriptor(1, annotations={"a": "x" * MAX_DESCRIPTOR_BYTES}),
+        "target",
+        f"at most {MAX_DESCRIPTOR_BYTES} allowed",
+    ),
 ]
 
 

@@ -6,11 +6,10 @@ import dataclasses
 
 import pytest
 
+from conftest import descriptor
 from imageledger import Descriptor
 from imageledger.domain.image import Image, image_id
 from imageledger.errors import ImageNotFound
-
-from conftest import descriptor
 
 A = Descriptor.from_oci(descriptor(1))
 B = Descriptor.from_oci(descriptor(2))
@@ -108,5 +107,8 @@ def test_replaying_the_events_rebuilds_the_same_state() -> None:
         rebuilt = event.mutate(rebuilt)
     assert rebuilt is not None
     assert (rebuilt.version, rebuilt.target, rebuilt.labels, rebuilt.live) == (
-        image.version, image.target, image.labels, image.live
+        image.version,
+        image.target,
+        image.labels,
+        image.live,
     )

@@ -31,20 +31,20 @@ def test_no_labels_means_an_empty_mapping() -> None:
     assert validate_labels(None) == {}
 
 
-@pytest.mark.parametrize(
-    ("labels", "field", "rule"),
-    [
-        ({"k": "v" * LABEL_MAX_BYTES}, "labels['k']", "are 4097 bytes, at most 4096"),
-        # Bytes, not characters: 2,049 two-byte characters are 4,098 bytes.
-        ({"é" * 2049: ""}, "labels['éééééééééééééééééééé']", "4098 bytes"),
-        ({"": "x"}, "labels", "keys must not be empty"),
-        ({"k": 1}, "labels['k']", "must be strings"),
-        ({1: "v"}, "labels[1]", "must be strings"),
-        ({"k": "\udcff"}, "labels['k']", "not valid UTF-8"),
-        (["k=v"], "labels", "must be a mapping"),
-        ({f"k{i}": "v" for i in range(257)}, "labels", "at most 256 allowed"),
-    ],
-)
+INVALID_LABELS: list[tuple[object, str, str]] = [
+    ({"k": "v" * LABEL_MAX_BYTES}, "labels['k']", "are 4097 bytes, at most 4096"),
+    # Bytes, not characters: 2,049 two-byte characters are 4,098 bytes.
+    ({"é" * 2049: ""}, "labels['éééééééééééééééééééé']", "4098 bytes"),
+    ({"": "x"}, "labels", "keys must not be empty"),
+    ({"k": 1}, "labels['k']", "must be strings"),
+    ({1: "v"}, "labels[1]", "must be strings"),
+    ({"k": "\udcff"}, "labels['k']", "not valid UTF-8"),
+    (["k=v"], "labels", "must be a mapping"),
+    ({f"k{i}": "v" for i in range(257)}, "labels", "at most 256 allowed"),
+]
+
+
+@pytest.mark.parametrize(("labels", "field", "rule"), INVALID_LABELS)
 def test_invalid_labels_name_the_label_and_the_rule(
     labels: object, field: str, rule: str
 ) -> None:

@@ -89,21 +89,23 @@ def test_valid_namespaces_are_accepted(namespace: str) -> None:
     assert validate_namespace(namespace) == namespace
 
 
-@pytest.mark.parametrize(
-    ("namespace", "rule"),
-    [
-        ("", "must not be empty"),
-        ("x" * 77, "is 77 characters, at most 76"),
-        ("-a", "letters and digits"),
-        ("a-", "letters and digits"),
-        ("a..b", "letters and digits"),
-        ("a/b", "letters and digits"),
-        ("a b", "letters and digits"),
-        ("ä", "letters and digits"),
-        (None, "must be a string"),
-    ],
-)
-def test_invalid_namespaces_name_the_rule_they_break(namespace: object, rule: str) -> None:
+INVALID_NAMESPACES = [
+    ("", "must not be empty"),
+    ("x" * 77, "is 77 characters, at most 76"),
+    ("-a", "letters and digits"),
+    ("a-", "letters and digits"),
+    ("a..b", "letters and digits"),
+    ("a/b", "letters and digits"),
+    ("a b", "letters and digits"),
+    ("ä", "letters and digits"),
+    (None, "must be a string"),
+]
+
+
+@pytest.mark.parametrize(("namespace", "rule"), INVALID_NAMESPACES)
+def test_invalid_namespaces_name_the_rule_they_break(
+    namespace: object, rule: str
+) -> None:
     with pytest.raises(InvalidArgument) as caught:
         validate_namespace(namespace)
     assert caught.value.field == "namespace"

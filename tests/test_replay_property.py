@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 import tempfile
@@ -10,10 +11,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import descriptor
 from imageledger import Image, ImageStore
 from imageledger.errors import Conflict, ImageNotFound
-
-from conftest import descriptor
 
 NAMESPACES = ["default", "team-a"]
 NAMES = ["app:1", "app:2", "base", "docker.io/library/alpine:3.20"]
@@ -55,7 +55,9 @@ def apply(
             del model[key]
 
 
-def check(store: ImageStore, model: dict[tuple[str, str], tuple[str, dict[str, str]]]) -> None:
+def check(
+    store: ImageStore, model: dict[tuple[str, str], tuple[str, dict[str, str]]]
+) -> None:
     current = view(store)
     assert store.replay() == current
     assert {key: (i.target.digest, i.labels) for key, i in current.items()} == model
@@ -66,9 +68,10 @@ def check(store: ImageStore, model: dict[tuple[str, str], tuple[str, dict[str, s
 def test_replay_equals_the_view_after_any_history(
     ops: list[tuple[str, str, str, int, dict[str, str]]],
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder, ImageStore.open(
-        Path(folder) / "p.db"
-    ) as store:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        ImageStore.open(Path(folder) / "p.db") as store,
+    ):
         model: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
         for op in ops:
             apply(store, model, op)
@@ -80,9 +83,10 @@ def test_replay_equals_the_view_after_any_history(
 def test_replay_until_a_position_equals_the_view_at_that_moment(
     ops: list[tuple[str, str, str, int, dict[str, str]]], cut: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder, ImageStore.open(
-        Path(folder) / "p.db"
-    ) as store:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        ImageStore.open(Path(folder) / "p.db") as store,
+    ):
         model: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
         snapshots = {0: view(store)}
         for op in ops:
@@ -110,10 +114,10 @@ def test_thousands_of_random_operations_replay_and_rebuild_to_the_view(
             )
             if op[0] == "register" and rng.random() < 0.1:
                 # A compare-and-swap that must fail: it changes nothing.
-                try:
-                    store.register(op[2], descriptor(op[3]), namespace=op[1], expect=10**6)
-                except Conflict:
-                    pass
+                with contextlib.suppress(Conflict):
+                    store.register(
+                        op[2], descriptor(op[3]), namespace=op[1], expect=10**6
+                    )
             apply(store, model, op)
         check(store, model)
         before = view(store)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import descriptor, digest
 from imageledger import AuditEntry, Descriptor, Image, ImageStore
 from imageledger.errors import Conflict, ImageNotFound, InvalidArgument
-
-from conftest import descriptor, digest
 
 Rows = Callable[[], list[tuple[Any, ...]]]
 
@@ -149,16 +148,16 @@ def test_list_with_filters_is_refused_until_filters_exist(store: ImageStore) -> 
         store.list("name==a")
 
 
-def test_history_shows_every_change_with_actor_reason_and_time(store: ImageStore) -> None:
+def test_history_shows_every_change_with_actor_reason_and_time(
+    store: ImageStore,
+) -> None:
     store.register("app:prod", descriptor(1), actor="alice", reason="first release")
     store.register("other", descriptor(9), actor="bob")
     store.register("app:prod", descriptor(2), {"rc": "1"}, actor="bob", reason="hotfix")
     store.delete("app:prod", actor="carol", reason="retired")
     entries = store.history("app:prod")
     assert all(isinstance(entry, AuditEntry) for entry in entries)
-    assert [
-        (e.position, e.version, e.kind, e.actor, e.reason) for e in entries
-    ] == [
+    assert [(e.position, e.version, e.kind, e.actor, e.reason) for e in entries] == [
         (1, 1, "registered", "alice", "first release"),
         (3, 2, "registered", "bob", "hotfix"),
         (4, 3, "deleted", "carol", "retired"),
@@ -205,7 +204,7 @@ def test_replay_until_a_timestamp_is_inclusive(store: ImageStore) -> None:
     store.register("a", descriptor(2))
     assert store.replay(until=first.updated_at)[("default", "a")].version == 1
     assert store.replay(until=first.updated_at - timedelta(microseconds=1)) == {}
-    naive_future = datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(days=1)
+    naive_future = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=1)
     assert store.replay(until=naive_future)[("default", "a")].version == 2
 
 
@@ -215,9 +214,13 @@ def test_replay_refuses_a_bad_point(store: ImageStore, until: Any) -> None:
         store.replay(until=until)
 
 
-def test_rebuild_restores_an_emptied_view_exactly(store: ImageStore, db_path: Path) -> None:
+def test_rebuild_restores_an_emptied_view_exactly(
+    store: ImageStore, db_path: Path
+) -> None:
     for i in range(30):
-        store.register(f"app:{i % 7}", descriptor(i), {"i": str(i)}, namespace=f"ns{i % 2}")
+        store.register(
+            f"app:{i % 7}", descriptor(i), {"i": str(i)}, namespace=f"ns{i % 2}"
+        )
     store.delete("app:3", namespace="ns1")
     before = {ns: list(store.list(namespace=ns)) for ns in ("ns0", "ns1")}
     connection = sqlite3.connect(db_path)
@@ -252,7 +255,9 @@ def test_closing_and_reopening_keeps_everything(db_path: Path) -> None:
         assert store.register("b", descriptor(2)).version == 3
 
 
-def test_the_store_file_is_wal_with_durable_commits(store: ImageStore, db_path: Path) -> None:
+def test_the_store_file_is_wal_with_durable_commits(
+    store: ImageStore, db_path: Path
+) -> None:
     store.register("a", descriptor(1))
     connection = sqlite3.connect(db_path)
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -266,7 +271,11 @@ def test_the_store_file_is_wal_with_durable_commits(store: ImageStore, db_path: 
 
 BAD_CALLS: list[tuple[str, dict[str, Any], str]] = [
     ("register", {"name": "Bad Name", "target": descriptor(1)}, "invalid name"),
-    ("register", {"name": "a", "target": descriptor(1), "namespace": "a/b"}, "namespace"),
+    (
+        "register",
+        {"name": "a", "target": descriptor(1), "namespace": "a/b"},
+        "namespace",
+    ),
     ("register", {"name": "a", "target": descriptor(1, size=-5)}, "target.size"),
     ("register", {"name": "a", "target": {"mediaType": "x"}}, "target"),
     ("register", {"name": "a", "target": descriptor(1), "labels": {"": "v"}}, "labels"),

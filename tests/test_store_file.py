@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import descriptor
 from imageledger import ImageStore
 from imageledger.errors import StoreError
 from imageledger.infrastructure.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
-
-from conftest import descriptor
 
 
 def test_a_new_file_becomes_a_marked_store(db_path: Path) -> None:
@@ -69,7 +68,10 @@ def test_another_programs_sqlite_database_is_refused_untouched(db_path: Path) ->
     connection.execute("CREATE TABLE customers (id INTEGER)")
     connection.commit()
     connection.close()
-    _refused(db_path, "an SQLite database but not an imageledger store \\(tables customers\\)")
+    _refused(
+        db_path,
+        "an SQLite database but not an imageledger store \\(tables customers\\)",
+    )
 
 
 def test_a_database_of_another_application_id_is_refused(db_path: Path) -> None:
@@ -131,12 +133,18 @@ def test_a_stored_topic_outside_the_allow_list_is_never_imported(
     with connection:
         connection.execute(
             "INSERT INTO stored_events VALUES (?, 2, 'hostile_module:Evil', ?)",
-            (connection.execute("SELECT originator_id FROM stored_events").fetchone()[0],
-             b"{}"),
+            (
+                connection.execute(
+                    "SELECT originator_id FROM stored_events"
+                ).fetchone()[0],
+                b"{}",
+            ),
         )
     connection.close()
     assert stream.position == 1
-    with pytest.raises(StoreError, match="position 2 has event topic 'hostile_module:Evil'"):
+    with pytest.raises(
+        StoreError, match="position 2 has event topic 'hostile_module:Evil'"
+    ):
         ImageStore.open(db_path)
     assert "hostile_module" not in sys.modules
     assert not marker.exists()
