@@ -126,6 +126,7 @@ class Image(BaseAggregate[UUID]):
     def restore(
         cls,
         *,
+        id: UUID,
         namespace: str,
         name: str,
         version: int,
@@ -138,7 +139,7 @@ class Image(BaseAggregate[UUID]):
         """Rebuild the aggregate from a known state at `version` (a snapshot)."""
         image = cls.__new__(cls)
         image.__base_init__(
-            originator_id=image_id(namespace, name),
+            originator_id=id,
             originator_version=version,
             timestamp=created_at,
         )

@@ -54,17 +54,37 @@ def translate(error: sqlite3.Error) -> PersistenceError:
     return PersistenceError(error)
 
 
+STATEMENT_CACHE = 64
+
+
 class LedgerSQLiteConnectionPool(SQLiteConnectionPool):
-    """Connections in WAL mode with durable commits."""
+    """Connections in WAL mode with durable commits and a real statement cache.
+
+    (eventsourcing passes `cached_statements=True`, which sqlite3 reads as a
+    cache of one statement: every other statement would be prepared again.)
+    """
 
     def _create_connection(self) -> SQLiteConnection:
-        connection = super()._create_connection()
         try:
-            connection._sqlite_conn.execute("PRAGMA synchronous=FULL")
+            raw = sqlite3.connect(
+                database=self.db_name,
+                uri=True,
+                check_same_thread=False,
+                isolation_level=None,  # we issue BEGIN and COMMIT ourselves
+                cached_statements=STATEMENT_CACHE,
+                timeout=self.lock_timeout or DEFAULT_LOCK_TIMEOUT,
+            )
         except sqlite3.Error as e:
-            connection.close()
             raise translate(e) from e
-        return connection
+        try:
+            if raw.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                raw.execute("PRAGMA journal_mode=WAL")
+            raw.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as e:
+            raw.close()
+            raise translate(e) from e
+        raw.row_factory = sqlite3.Row
+        return SQLiteConnection(sqlite_conn=raw, max_age=self.max_age)
 
 
 class LedgerSQLiteDatastore(SQLiteDatastore):
