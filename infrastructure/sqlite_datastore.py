@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -72,19 +73,38 @@ class LedgerSQLiteConnectionPool(SQLiteConnectionPool):
                 check_same_thread=False,
                 isolation_level=None,  # we issue BEGIN and COMMIT ourselves
                 cached_statements=STATEMENT_CACHE,
-                timeout=self.lock_timeout or DEFAULT_LOCK_TIMEOUT,
+                timeout=self._timeout,
             )
         except sqlite3.Error as e:
             raise translate(e) from e
         try:
-            if raw.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                raw.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(raw)
             raw.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as e:
             raw.close()
             raise translate(e) from e
         raw.row_factory = sqlite3.Row
         return SQLiteConnection(sqlite_conn=raw, max_age=self.max_age)
+
+    @property
+    def _timeout(self) -> float:
+        return DEFAULT_LOCK_TIMEOUT if self.lock_timeout is None else self.lock_timeout
+
+    def _use_wal(self, raw: sqlite3.Connection) -> None:
+        # Switching to WAL needs the file to itself; SQLite does not call the
+        # busy handler for it, so processes that open a new store together
+        # would fail at once. Retry until the lock timeout instead.
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                mode = raw.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode.lower() != "wal":
+                    raw.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
 
 
 class LedgerSQLiteDatastore(SQLiteDatastore):

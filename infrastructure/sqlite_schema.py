@@ -54,7 +54,9 @@ def inspect_file(path: Path) -> FileState:
             f"{str(path)!r} is not an imageledger store (not an SQLite database)"
         )
     try:
-        connection = sqlite3.connect(sqlite_uri(path) + "?mode=ro", uri=True)
+        connection = sqlite3.connect(
+            sqlite_uri(path) + "?mode=ro", uri=True, isolation_level=None
+        )
         try:
             application_id, version, tables = _read_marks(connection)
         finally:
@@ -65,14 +67,20 @@ def inspect_file(path: Path) -> FileState:
 
 
 def _read_marks(connection: sqlite3.Connection) -> tuple[int, int, list[str]]:
-    application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    tables = [
-        row[0]
-        for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
-        )
-    ]
+    # One read transaction: a store being created by another process is seen
+    # either before its creation commits or after, never half made.
+    connection.execute("BEGIN")
+    try:
+        application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
+            )
+        ]
+    finally:
+        connection.rollback()
     return application_id, version, tables
 
 

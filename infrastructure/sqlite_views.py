@@ -181,7 +181,14 @@ class SQLiteCurrentView(CurrentView):
         self._fold_into(cursor, TABLE, (event for _, event in recorded))
 
     def catch_up(self) -> int:
-        """Fold events the view has not seen yet (after a crash or an upgrade)."""
+        """Fold events the view has not seen yet (after a crash or an upgrade).
+
+        Looks first in a read transaction, so opening a current store (the
+        usual case) neither waits for nor takes the write lock.
+        """
+        with self.datastore.transaction(commit=False) as c:
+            if self._head(c) <= self._position(c):
+                return 0
         with self.datastore.transaction(commit=True) as c:
             after = self._position(c)
             head = self._head(c)

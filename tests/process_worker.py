@@ -139,7 +139,9 @@ def parser() -> argparse.ArgumentParser:
         sub = modes.add_parser(name, help=help)
         sub.set_defaults(job=job)
         sub.add_argument("db", type=Path)
-        sub.add_argument("--gate", action="store_true", help="print READY, wait for stdin")
+        sub.add_argument(
+            "--gate", action="store_true", help="print READY, wait for stdin"
+        )
         return sub
 
     sub = mode("register", register, "register NAME at descriptor(N), print the image")

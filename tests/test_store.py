@@ -12,7 +12,7 @@ import pytest
 
 from conftest import descriptor, digest
 from imageledger import AuditEntry, Descriptor, Image, ImageStore
-from imageledger.errors import Conflict, ImageNotFound, InvalidArgument
+from imageledger.errors import Conflict, ImageNotFound, InvalidArgument, StoreError
 
 Rows = Callable[[], list[tuple[Any, ...]]]
 
@@ -300,3 +300,33 @@ def test_bad_input_raises_invalid_argument_and_writes_nothing(
         getattr(store, method)(**kwargs)
     assert log_rows() == before
     assert store.get("a").version == 1
+
+
+def test_a_held_write_lock_makes_writes_busy_but_not_reads_or_opening(
+    db_path: Path, log_rows: Rows
+) -> None:
+    with ImageStore.open(db_path, lock_timeout=0.1) as store:
+        store.register("a", descriptor(1))
+        before = log_rows()
+        blocker = sqlite3.connect(db_path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreError, match="database is busy"):
+                store.register("b", descriptor(2))
+            assert store.get("a").version == 1
+            with ImageStore.open(db_path, lock_timeout=0) as other:
+                assert [i.name for i in other.list()] == ["a"]
+                with pytest.raises(StoreError, match="database is busy"):
+                    other.delete("a")
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert log_rows() == before
+        assert store.register("b", descriptor(2)).version == 1
+
+
+@pytest.mark.parametrize("timeout", [-1, "soon", True])
+def test_a_bad_lock_timeout_is_refused(db_path: Path, timeout: Any) -> None:
+    with pytest.raises(InvalidArgument, match="lock_timeout"):
+        ImageStore.open(db_path, lock_timeout=timeout)
+    assert not db_path.exists()
