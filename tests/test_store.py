@@ -13,6 +13,7 @@ import pytest
 from conftest import descriptor, digest
 from imageledger import AuditEntry, Descriptor, Image, ImageStore
 from imageledger.errors import Conflict, ImageNotFound, InvalidArgument, StoreError
+from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteConnectionPool
 
 Rows = Callable[[], list[tuple[Any, ...]]]
 
@@ -330,3 +331,63 @@ def test_a_bad_lock_timeout_is_refused(db_path: Path, timeout: Any) -> None:
     with pytest.raises(InvalidArgument, match="lock_timeout"):
         ImageStore.open(db_path, lock_timeout=timeout)
     assert not db_path.exists()
+
+
+def test_a_write_reads_no_events_of_the_name_however_long_its_history(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ImageStore.open(db_path) as store:
+        for i in range(300):
+            store.register("app:busy", descriptor(i % 2))
+    statements: list[str] = []
+    create = LedgerSQLiteConnectionPool._create_connection
+
+    def traced(pool: LedgerSQLiteConnectionPool) -> Any:
+        connection = create(pool)
+        connection._sqlite_conn.set_trace_callback(statements.append)
+        return connection
+
+    monkeypatch.setattr(LedgerSQLiteConnectionPool, "_create_connection", traced)
+    with ImageStore.open(db_path) as store:
+        statements.clear()
+        assert store.register("app:busy", descriptor(7)).version == 301
+    reads_of_events = [
+        s for s in statements if "FROM stored_events" in s and "MAX(" not in s
+    ]
+    assert reads_of_events == []
+    assert any(s.startswith("INSERT INTO stored_events") for s in statements)
+
+
+def _reset_view(db_path: Path) -> None:
+    """Empty the current view and its position, as if it had never run."""
+    connection = sqlite3.connect(db_path)
+    with connection:
+        connection.execute("DELETE FROM images")
+        connection.execute(
+            "UPDATE tracking SET notification_id=0 "
+            "WHERE application_name='current_view'"
+        )
+    connection.close()
+
+
+def test_opening_a_store_whose_view_is_behind_catches_it_up(db_path: Path) -> None:
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+        store.register("b", descriptor(2))
+        store.delete("b")
+        before = list(store.list())
+    _reset_view(db_path)
+    with ImageStore.open(db_path) as store:
+        assert list(store.list()) == before
+        assert store.register("b", descriptor(3)).version == 3
+
+
+def test_a_write_onto_a_view_that_is_behind_catches_it_up_first(
+    store: ImageStore, db_path: Path
+) -> None:
+    store.register("a", descriptor(1))
+    store.register("b", descriptor(2))
+    _reset_view(db_path)
+    store.register("c", descriptor(3))
+    assert [i.name for i in store.list()] == ["a", "b", "c"]
+    assert store.replay() == {(i.namespace, i.name): i for i in store.list()}
