@@ -304,3 +304,27 @@ def test_processes_creating_a_new_store_at_once_all_succeed(tmp_path: Path) -> N
                 f"app:{i}" for i in range(WORKERS)
             ]
             assert store._log.head() == WORKERS
+
+
+def test_writes_by_another_process_during_a_rebuild_end_up_in_the_view(
+    workers: Workers, db_path: Path
+) -> None:
+    with ImageStore.open(db_path) as store:
+        for i in range(6_000):  # two rebuild batches of 5,000
+            store.register(f"seed/app{i % 3000}:v1", descriptor(i))
+    # Between the rebuild's batches, another process retargets names the first
+    # batch already folded (and one it has not reached) and creates new ones.
+    names = ["seed/app0:v1", "seed/app2999:v1", *SHARED_NAMES]
+    written: list[list[str]] = []
+
+    def write_from_another_process(done: int, total: int) -> None:
+        if not written:
+            written.append(workers.run("upserts", db_path, "7", "30", *names))
+
+    with ImageStore.open(db_path) as store:
+        assert store.rebuild(write_from_another_process) == 6_030
+        expected = store.replay()
+        assert {(i.namespace, i.name): i for i in store.list()} == expected
+        assert len(expected) == 3000 + len(SHARED_NAMES)
+        assert store.get("seed/app0:v1").labels["writer"] == "7"
+    assert len(written[0]) == 30
