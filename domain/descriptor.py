@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -144,8 +144,8 @@ class Descriptor(BaseModel):
     @model_validator(mode="after")
     def _check_bounds(self) -> Descriptor:
         try:
-            encoded = orjson.dumps(self.to_oci())
-        except orjson.JSONEncodeError as e:
+            encoded = json.dumps(self.to_oci(), ensure_ascii=False).encode()
+        except UnicodeEncodeError as e:
             raise ValueError(f"contains text that is not valid UTF-8 ({e})") from None
         if len(encoded) > MAX_DESCRIPTOR_BYTES:
             raise ValueError(
