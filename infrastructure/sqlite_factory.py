@@ -41,10 +41,14 @@ class LedgerSQLiteFactory(SQLiteFactory):
         self.recorder = LedgerSQLiteRecorder(self.datastore)
         self.current_view = SQLiteCurrentView(self.datastore, self.mapper_instance)
         self.recorder.live_views.append(self.current_view)
-        if state is FileState.NEW:
-            self._initialize()
-        else:
-            self.current_view.catch_up()
+        try:
+            if state is FileState.NEW:
+                self._initialize()
+            else:
+                self.current_view.catch_up()
+        except BaseException:
+            self.datastore.close()  # a store that failed to open holds nothing
+            raise
 
     def _initialize(self) -> None:
         statements = [
