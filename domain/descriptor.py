@@ -25,6 +25,7 @@ from pydantic import (
 
 from imageledger.domain.digests import digest_problem
 from imageledger.domain.errors import InvalidArgument
+from imageledger.domain.trusted import rebuild
 
 MAX_SIZE = 2**63 - 1
 # One descriptor, as JSON, may not exceed this: a single call cannot blow up
@@ -183,9 +184,31 @@ class Descriptor(BaseModel):
         Only for OCI JSON that a store wrote itself (the read path is hot).
         """
         platform = data.get("platform")
-        if platform is not None:
-            data = {**data, "platform": Platform.model_construct(**platform)}
-        return cls.model_construct(**data)
+        return rebuild(
+            cls,
+            {
+                "media_type": data["mediaType"],
+                "digest": data["digest"],
+                "size": data["size"],
+                "urls": data.get("urls"),
+                "annotations": data.get("annotations"),
+                "data": data.get("data"),
+                "artifact_type": data.get("artifactType"),
+                "platform": None
+                if platform is None
+                else rebuild(
+                    Platform,
+                    {
+                        "architecture": platform["architecture"],
+                        "os": platform["os"],
+                        "os_version": platform.get("os.version"),
+                        "os_features": platform.get("os.features"),
+                        "variant": platform.get("variant"),
+                        "features": platform.get("features"),
+                    },
+                ),
+            },
+        )
 
     def to_oci(self) -> dict[str, Any]:
         """The descriptor as OCI JSON (camelCase keys, absent fields omitted)."""

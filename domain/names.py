@@ -28,6 +28,13 @@ _TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
 _REFERENCE_DIGEST = re.compile(
     r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}", re.ASCII
 )
+# The whole grammar in one expression, for the fast path of valid names; the
+# step-by-step checks below only run to say what is wrong with an invalid one.
+_REFERENCE = re.compile(
+    rf"(?P<repository>(?:{_DOMAIN.pattern}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    rf"(?::{_TAG.pattern})?(?:@(?P<digest>{_REFERENCE_DIGEST.pattern}))?",
+    re.ASCII,
+)
 
 
 def validate_namespace(namespace: object) -> str:
@@ -55,6 +62,13 @@ def validate_name(name: object) -> str:
     """Return `name` if it is a valid image reference, else raise InvalidArgument."""
     if not isinstance(name, str):
         raise InvalidArgument("name", f"must be a string, not {_kind(name)}")
+    match = _REFERENCE.fullmatch(name)
+    if (
+        match is not None
+        and len(match["repository"]) <= NAME_MAX_LENGTH
+        and (match["digest"] is None or digest_problem(match["digest"]) is None)
+    ):
+        return name  # the common case: one match, no diagnosis needed
     problem = _reference_problem(name)
     if problem:
         raise InvalidArgument("name", problem)

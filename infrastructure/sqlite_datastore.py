@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,7 +109,12 @@ class LedgerSQLiteConnectionPool(SQLiteConnectionPool):
 
 
 class LedgerSQLiteDatastore(SQLiteDatastore):
-    """One SQLite file; write transactions take the write lock when they begin."""
+    """One SQLite file; write transactions take the write lock when they begin.
+
+    Single-statement reads (`get`, loading an aggregate) use one connection per
+    thread, in autocommit mode, instead of going through the pool: each such
+    SELECT is its own read transaction, so it sees every commit made before it.
+    """
 
     def __init__(self, db_uri: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
         super().__init__(db_name=db_uri, lock_timeout=int(lock_timeout))
@@ -117,6 +123,29 @@ class LedgerSQLiteDatastore(SQLiteDatastore):
             db_name=db_uri,
             lock_timeout=lock_timeout,  # type: ignore[arg-type]  # sqlite3 takes floats
         )
+        self._local = threading.local()
+        self._readers: list[SQLiteConnection] = []
+        self._readers_lock = threading.Lock()
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's connection for single-statement reads."""
+        try:
+            return self._local.connection  # type: ignore[no-any-return]
+        except AttributeError:
+            pass
+        connection = self.pool._create_connection()
+        with self._readers_lock:
+            self._readers.append(connection)
+        self._local.connection = connection._sqlite_conn
+        return connection._sqlite_conn
+
+    def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for connection in readers:
+            connection.close()
+        self._local = threading.local()
+        super().close()
 
     @contextmanager
     def transaction(self, *, commit: bool) -> Iterator[SQLiteCursor]:

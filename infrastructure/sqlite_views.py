@@ -18,6 +18,7 @@ from eventsourcing.sqlite import SQLiteCursor
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.mapper import LedgerMapper
@@ -84,14 +85,17 @@ def _row_params(state: CurrentImage) -> tuple[Any, ...]:
 
 def _image(row: Any) -> Image:
     # Rows were written from validated events: rebuild them without validating.
-    return Image.model_construct(
-        namespace=row[0],
-        name=row[1],
-        target=Descriptor.from_stored(orjson.loads(row[2])),
-        labels=orjson.loads(row[3]),
-        created_at=datetime.fromisoformat(row[4]),
-        updated_at=datetime.fromisoformat(row[5]),
-        version=row[6],
+    return rebuild(
+        Image,
+        {
+            "namespace": row[0],
+            "name": row[1],
+            "target": Descriptor.from_stored(orjson.loads(row[2])),
+            "labels": orjson.loads(row[3]),
+            "created_at": datetime.fromisoformat(row[4]),
+            "updated_at": datetime.fromisoformat(row[5]),
+            "version": row[6],
+        },
     )
 
 
@@ -125,10 +129,7 @@ class SQLiteCurrentView(CurrentView):
         return state.image if state is not None and state.live else None
 
     def state(self, namespace: str, name: str) -> CurrentImage | None:
-        with self.datastore.get_connection(commit=False) as connection:
-            row = connection._sqlite_conn.execute(
-                self._get, (namespace, name)
-            ).fetchone()
+        row = self.datastore.reader().execute(self._get, (namespace, name)).fetchone()
         return (
             None if row is None else CurrentImage(image=_image(row), live=bool(row[7]))
         )
@@ -141,10 +142,11 @@ class SQLiteCurrentView(CurrentView):
         One statement: the aggregate loader uses the state as a snapshot and
         reads events only when the stream is ahead of it.
         """
-        with self.datastore.get_connection(commit=False) as connection:
-            row = connection._sqlite_conn.execute(
-                self._snapshot, (stream.hex, namespace, name)
-            ).fetchone()
+        row = (
+            self.datastore.reader()
+            .execute(self._snapshot, (stream.hex, namespace, name))
+            .fetchone()
+        )
         head = row[0] or 0
         if row[1] is None:
             return None, head

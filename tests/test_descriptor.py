@@ -205,3 +205,17 @@ def test_invalid_descriptors_name_the_field_and_the_rule(
 def test_a_target_that_is_not_an_object_is_refused(value: object) -> None:
     with pytest.raises(InvalidArgument, match="target: must be a descriptor object"):
         Descriptor.from_oci(value)
+
+
+@pytest.mark.parametrize("oci", VALID)
+def test_rebuilding_stored_json_gives_the_same_frozen_value(
+    oci: dict[str, Any],
+) -> None:
+    validated = Descriptor.from_oci(oci)
+    rebuilt = Descriptor.from_stored(validated.to_oci())
+    assert rebuilt == validated
+    assert rebuilt.to_oci() == oci
+    assert rebuilt.model_fields_set == validated.model_fields_set
+    assert rebuilt.platform == validated.platform
+    with pytest.raises(Exception, match="frozen"):
+        rebuilt.size = 2  # type: ignore[misc]

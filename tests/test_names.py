@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from imageledger.domain.names import validate_name, validate_namespace
+from imageledger.domain.names import (
+    _reference_problem,
+    validate_name,
+    validate_namespace,
+)
 from imageledger.errors import InvalidArgument
 
 VALID_NAMES = [
@@ -110,3 +116,27 @@ def test_invalid_namespaces_name_the_rule_they_break(
         validate_namespace(namespace)
     assert caught.value.field == "namespace"
     assert rule in caught.value.rule
+
+
+_ALPHABET = "abcAB019._-:/@[]"
+_PIECES = ["sha256:" + "a" * 64, "sha256:" + "a" * 32, "docker.io/", "localhost:5000/"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.text(alphabet=_ALPHABET, max_size=6), st.sampled_from(_PIECES)),
+        max_size=6,
+    ).map("".join)
+)
+def test_the_one_expression_fast_path_agrees_with_the_step_by_step_rules(
+    name: str,
+) -> None:
+    # validate_name accepts through one regular expression; the step-by-step
+    # diagnosis must accept exactly the same names.
+    try:
+        validate_name(name)
+        fast_accepts = True
+    except InvalidArgument:
+        fast_accepts = False
+    assert fast_accepts == (_reference_problem(name) is None)
