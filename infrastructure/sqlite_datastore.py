@@ -13,6 +13,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -124,24 +125,25 @@ class LedgerSQLiteDatastore(SQLiteDatastore):
             lock_timeout=lock_timeout,  # type: ignore[arg-type]  # sqlite3 takes floats
         )
         self._local = threading.local()
-        self._readers: list[SQLiteConnection] = []
+        # Weak: a thread's connection goes (and closes) when the thread ends;
+        # close() closes those of threads still running.
+        self._readers: weakref.WeakSet[SQLiteConnection] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
 
     def reader(self) -> sqlite3.Connection:
         """This thread's connection for single-statement reads."""
-        try:
-            return self._local.connection  # type: ignore[no-any-return]
-        except AttributeError:
-            pass
-        connection = self.pool._create_connection()
-        with self._readers_lock:
-            self._readers.append(connection)
-        self._local.connection = connection._sqlite_conn
+        connection: SQLiteConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self.pool._create_connection()
+            with self._readers_lock:
+                self._readers.add(connection)
+            self._local.connection = connection
         return connection._sqlite_conn
 
     def close(self) -> None:
         with self._readers_lock:
-            readers, self._readers = self._readers, []
+            readers = list(self._readers)
+            self._readers.clear()
         for connection in readers:
             connection.close()
         self._local = threading.local()

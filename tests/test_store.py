@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -391,3 +393,20 @@ def test_a_write_onto_a_view_that_is_behind_catches_it_up_first(
     store.register("c", descriptor(3))
     assert [i.name for i in store.list()] == ["a", "b", "c"]
     assert store.replay() == {(i.namespace, i.name): i for i in store.list()}
+
+
+def test_reader_connections_of_finished_threads_are_released(store: ImageStore) -> None:
+    store.register("a", descriptor(1))
+    seen: list[int] = []
+
+    def read() -> None:
+        seen.append(store.get("a").version)
+
+    for _ in range(20):
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert seen == [1] * 20
+    # Only this (still running) thread keeps one; the twenty finished ones do not.
+    assert len(store._log._factory.datastore._readers) == 1
