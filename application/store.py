@@ -73,8 +73,9 @@ class ImageStore:
         Raises StoreError if the file is not an imageledger store, was written by a
         newer version, or cannot be created; nothing is changed in that case.
         """
-        location = location or os.environ.get("IMAGELEDGER_DB") or DEFAULT_DB
-        text = os.fspath(location)
+        if location is None:
+            location = os.environ.get("IMAGELEDGER_DB") or DEFAULT_DB
+        text = _location_text(location)
         if "://" in text:
             raise StoreError(
                 f"cannot open {_redact(text)!r}: only SQLite file paths are supported"
@@ -236,6 +237,8 @@ class ImageStore:
 
         `progress(done, total)` is called after each batch.
         """
+        if progress is not None and not callable(progress):
+            raise InvalidArgument("progress", "must be a function of (done, total)")
         with _storage_errors():
             return self._log.current_view_rebuild(progress)
 
@@ -344,6 +347,19 @@ def _lock_timeout(value: float | None) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
         raise InvalidArgument("lock_timeout", "must be a number of seconds, 0 or more")
     return float(value)
+
+
+def _location_text(location: object) -> str:
+    if not isinstance(location, (str, os.PathLike)):
+        raise InvalidArgument(
+            "location", f"must be a path, not {type(location).__name__}"
+        )
+    text = os.fspath(location)
+    if not isinstance(text, str) or not text:
+        raise InvalidArgument("location", "must be a non-empty text path")
+    if "\x00" in text:
+        raise InvalidArgument("location", "must not contain NUL characters")
+    return text
 
 
 def _os_user() -> str:

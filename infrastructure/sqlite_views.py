@@ -105,7 +105,9 @@ class SQLiteCurrentView(CurrentView):
     def __init__(self, datastore: LedgerSQLiteDatastore, mapper: LedgerMapper):
         self.datastore = datastore
         self.mapper = mapper
-        self._get = f"SELECT {_COLUMNS} FROM {TABLE} WHERE namespace=? AND name=?"
+        self._get = (
+            f"SELECT {_COLUMNS} FROM {TABLE} WHERE namespace=? AND name=? AND live=1"
+        )
         self._snapshot = (
             f"SELECT (SELECT MAX(originator_version) FROM {EVENTS_TABLE} "
             f"WHERE originator_id=?), {_COLUMNS} FROM (SELECT 1) "
@@ -125,14 +127,8 @@ class SQLiteCurrentView(CurrentView):
     # Read side.
 
     def get(self, namespace: str, name: str) -> Image | None:
-        state = self.state(namespace, name)
-        return state.image if state is not None and state.live else None
-
-    def state(self, namespace: str, name: str) -> CurrentImage | None:
         row = self.datastore.reader().execute(self._get, (namespace, name)).fetchone()
-        return (
-            None if row is None else CurrentImage(image=_image(row), live=bool(row[7]))
-        )
+        return None if row is None else _image(row)
 
     def snapshot(
         self, namespace: str, name: str, stream: UUID
@@ -159,10 +155,6 @@ class SQLiteCurrentView(CurrentView):
             c.execute(self._list, (namespace,))
             for row in c.sqlite_cursor:
                 yield _image(row)
-
-    def position(self) -> int:
-        with self.datastore.transaction(commit=False) as c:
-            return self._position(c)
 
     # Live driver: called by the recorder inside the write transaction.
 

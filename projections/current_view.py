@@ -95,11 +95,3 @@ class CurrentView(ABC):
     @abstractmethod
     def list(self, namespace: str) -> Iterator[Image]:
         """Live images of `namespace`, sorted by name, streamed."""
-
-    @abstractmethod
-    def state(self, namespace: str, name: str) -> CurrentImage | None:
-        """The view's state of a name, deleted ones included (None if never seen)."""
-
-    @abstractmethod
-    def position(self) -> int:
-        """The log position the view reflects."""

@@ -410,3 +410,10 @@ def test_reader_connections_of_finished_threads_are_released(store: ImageStore) 
     assert seen == [1] * 20
     # Only this (still running) thread keeps one; the twenty finished ones do not.
     assert len(store._log._factory.datastore._readers) == 1
+
+
+def test_rebuild_refuses_a_progress_that_is_not_a_function(store: ImageStore) -> None:
+    store.register("a", descriptor(1))
+    with pytest.raises(InvalidArgument, match="progress"):
+        store.rebuild(progress=5)  # type: ignore[arg-type]
+    assert store.get("a").version == 1

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import descriptor
 from imageledger import ImageStore
-from imageledger.errors import StoreError
+from imageledger.errors import InvalidArgument, StoreError
 from imageledger.infrastructure.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
 
 
@@ -148,3 +148,21 @@ def test_a_stored_topic_outside_the_allow_list_is_never_imported(
         ImageStore.open(db_path)
     assert "hostile_module" not in sys.modules
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("location", "rule"),
+    [
+        (123, "must be a path, not int"),
+        ("", "must be a non-empty text path"),
+        (b"x.db", "must be a path, not bytes"),
+        ("x\x00.db", "must not contain NUL"),
+    ],
+)
+def test_a_bad_location_is_refused(
+    location: object, rule: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidArgument, match=rule):
+        ImageStore.open(location)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
