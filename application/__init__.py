@@ -1,12 +1,13 @@
 """imageledger: an event-sourced metadata store for container images.
 
-from imageledger import ImageStore
+Example::
 
-with ImageStore.open("imageledger.db") as store:
-    store.register("docker.io/library/alpine:3.20", {
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "digest": "sha256:...", "size": 9218})
-    store.get("docker.io/library/alpine:3.20").target.digest
+    >>> from imageledger import ImageStore
+    >>> with ImageStore.open("imageledger.db") as store:
+    ...     store.register("docker.io/library/alpine:3.20", {
+    ...         "mediaType": "application/vnd.oci.image.index.v1+json",
+    ...         "digest": "sha256:" + "a" * 64, "size": 9218})
+    ...     store.get("docker.io/library/alpine:3.20").target.digest
 """
 
 from imageledger.domain.descriptor import Descriptor, Platform

@@ -1,12 +1,11 @@
 """Every error imageledger raises, in one hierarchy under ImageLedgerError.
 
-ImageLedgerError
-├── InvalidArgument   bad name, namespace, descriptor, label, condition, point in time
-├── ImageNotFound     the name does not exist (or not at the digest asked for)
-├── Conflict          a conditional write found another state than expected
-├── StoreError        cannot open, busy past the timeout, disk full, damaged,
-    │                     newer schema
-└── IntegrityError    verification failed
+- ImageLedgerError
+  - InvalidArgument: bad name, namespace, descriptor, label, condition, point in time
+  - ImageNotFound: the name does not exist (or not at the digest asked for)
+  - Conflict: a conditional write found another state than expected
+  - StoreError: cannot open, busy past the timeout, disk full, damaged, newer schema
+  - IntegrityError: verification failed
 """
 
 from imageledger.domain.errors import (

@@ -83,6 +83,11 @@ def _row_params(state: CurrentImage) -> tuple[Any, ...]:
     )
 
 
+def _state(row: Any) -> CurrentImage:
+    """A view row (the columns of `_COLUMNS`, in order) as fold state."""
+    return CurrentImage(image=_image(row), live=bool(row[7]))
+
+
 def _image(row: Any) -> Image:
     # Rows were written from validated events: rebuild them without validating.
     return rebuild(
@@ -146,7 +151,7 @@ class SQLiteCurrentView(CurrentView):
         head = row[0] or 0
         if row[1] is None:
             return None, head
-        return CurrentImage(image=_image(row[1:]), live=bool(row[8])), head
+        return _state(row[1:]), head
 
     def list(self, namespace: str) -> Iterator[Image]:
         # One read transaction for the whole iteration: a consistent snapshot,
@@ -251,9 +256,7 @@ class SQLiteCurrentView(CurrentView):
             if key not in states:
                 c.execute(select, key)
                 row = c.fetchone()
-                states[key] = (
-                    None if row is None else CurrentImage(_image(row), bool(row[7]))
-                )
+                states[key] = None if row is None else _state(row)
             states[key] = fold(states[key], event)
         c.executemany(
             _upsert_statement(table),
