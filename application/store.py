@@ -218,16 +218,26 @@ class ImageStore:
             raise ImageNotFound(name, namespace, "it has no history")
         return [audit_entry(position, event) for position, event in stream]
 
-    def replay(self, until: When | None = None) -> dict[tuple[str, str], Image]:
+    def replay(
+        self,
+        until: When | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[tuple[str, str], Image]:
         """Fold the raw log in memory (ignoring every view) up to `until`.
 
         `until` is a log position (inclusive; 0 is the empty store) or a
         timestamp (every event at or before it; naive datetimes are UTC).
-        Returns the live images by (namespace, name).
+        Returns the live images by (namespace, name). `progress(done, total)`
+        is called every thousand events read.
         """
         position, moment = _validate_when(until)
+        _validate_progress(progress)
         with _storage_errors():
-            events = (event for _, event in self._log.read(until=position))
+            recorded = self._log.read(until=position)
+            if progress is not None:
+                recorded = _reporting(recorded, self._log.head(), position, progress)
+            events = (event for _, event in recorded)
             if moment is not None:
                 events = (event for event in events if event.timestamp <= moment)
             return replay(events)
@@ -237,8 +247,7 @@ class ImageStore:
 
         `progress(done, total)` is called after each batch.
         """
-        if progress is not None and not callable(progress):
-            raise InvalidArgument("progress", "must be a function of (done, total)")
+        _validate_progress(progress)
         with _storage_errors():
             return self._log.current_view_rebuild(progress)
 
@@ -331,6 +340,27 @@ def _validate_when(when: object) -> tuple[int | None, datetime | None]:
     raise InvalidArgument(
         "until", f"must be a log position or a datetime, not {type(when).__name__}"
     )
+
+
+def _validate_progress(progress: object) -> None:
+    if progress is not None and not callable(progress):
+        raise InvalidArgument("progress", "must be a function of (done, total)")
+
+
+def _reporting(
+    recorded: Iterator[tuple[int, ImageAggregate.Event]],
+    head: int,
+    until: int | None,
+    progress: Callable[[int, int], None],
+) -> Iterator[tuple[int, ImageAggregate.Event]]:
+    total = head if until is None else min(head, until)
+    done = 0
+    for item in recorded:
+        yield item
+        done += 1
+        if done % 1000 == 0:
+            progress(done, max(total, done))
+    progress(done, max(total, done))
 
 
 def _lock_timeout(value: float | None) -> float:
