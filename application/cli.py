@@ -49,6 +49,7 @@ EXIT_VERIFY = 5
 
 _ACTOR_HELP = "Who makes the change. [default: $IMAGELEDGER_ACTOR, else the user]"
 _ALIASES = {"inspect": "get", "ls": "list", "rm": "delete"}
+_GLOBAL_OPTIONS = {"--db", "-n", "--namespace", "--json"}
 _DESCRIPTOR_FLAGS = {
     "target.digest": "--digest",
     "target.mediaType": "--media-type",
@@ -195,7 +196,8 @@ def register(
     if if_absent and if_version is not None:
         raise click.UsageError("give --if-absent or --if-version, not both")
     expect: Literal["absent"] | int | None = "absent" if if_absent else if_version
-    with settings.store() as store:
+    flags = _DESCRIPTOR_FLAGS if descriptor is None else {}
+    with settings.store() as store, _flag_names(flags):
         image = store.register(
             name,
             target,
@@ -286,7 +288,7 @@ def delete(
     for name in names:
         validate_name(name)
     missing: ImageNotFound | None = None
-    with settings.store() as store:
+    with settings.store() as store, _flag_names({"if_digest": "--if-digest"}):
         for name in names:
             try:
                 store.delete(
@@ -389,14 +391,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         click.echo(e.ctx.get_help() if e.ctx else "", err=True)
         return EXIT_USAGE
     except click.UsageError as e:
-        command = e.ctx.command_path if e.ctx else "imageledger"
-        return _fail(f"{e.format_message()} (see '{command} --help')", EXIT_USAGE)
+        return _fail(_usage_message(e), EXIT_USAGE)
     except click.ClickException as e:
         return _fail(e.format_message(), e.exit_code)
     except click.Abort:
         return _fail("interrupted", 130)
     except ImageLedgerError as e:
-        return _fail(_message(e), _exit_code(e))
+        return _fail(str(e), _exit_code(e))
     except BrokenPipeError:
         # A reader such as `head` stopped early; that is not an error.
         sys.stderr.close()
@@ -408,6 +409,15 @@ class _AlreadyReported(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
+
+
+def _usage_message(error: click.UsageError) -> str:
+    command = error.ctx.command_path if error.ctx else "imageledger"
+    if isinstance(error, click.NoSuchOption) and error.option_name in _GLOBAL_OPTIONS:
+        option = error.option_name
+        hint = f"{option} is a global option: put it before the command, as in "
+        return f"{error.format_message()} ({hint}'imageledger {option} ... COMMAND')"
+    return f"{error.format_message()} (see '{command} --help')"
 
 
 def _exit_code(error: ImageLedgerError) -> int:
@@ -422,10 +432,15 @@ def _exit_code(error: ImageLedgerError) -> int:
     return EXIT_ERROR
 
 
-def _message(error: ImageLedgerError) -> str:
-    if isinstance(error, InvalidArgument) and error.field in _DESCRIPTOR_FLAGS:
-        return f"invalid {_DESCRIPTOR_FLAGS[error.field]}: {error.rule}"
-    return str(error)
+@contextmanager
+def _flag_names(flags: dict[str, str]) -> Iterator[None]:
+    """Name a bad argument by the option that gave it (--digest, not target.digest)."""
+    try:
+        yield
+    except InvalidArgument as e:
+        if e.field in flags:
+            raise InvalidArgument(flags[e.field], e.rule) from e
+        raise
 
 
 def _fail(message: str, code: int) -> int:
