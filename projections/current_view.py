@@ -20,7 +20,7 @@ from imageledger.domain.image import Image as ImageAggregate
 class Image(BaseModel):
     """An image name as it stands: what it points at, since when, at which version."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     namespace: str
     name: str
