@@ -469,3 +469,20 @@ def test_python_dash_m_runs_the_same_command_line(tmp_path: Path) -> None:
         "NAME  DIGEST  MEDIATYPE  SIZE  UPDATED\n",
         "",
     )
+
+
+def test_help_and_version_start_without_loading_the_store(tmp_path: Path) -> None:
+    for args in (["--help"], ["--version"], ["get", "--help"]):
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "imageledger", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        imported = {
+            line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+        }
+        assert "imageledger.cli" in imported
+        assert not {"pydantic", "eventsourcing", "sqlite3"} & imported, args
