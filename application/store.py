@@ -41,6 +41,7 @@ from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
+from imageledger.integrity import Checkpoint, VerifyReport, checkpoint, verify
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
 
@@ -241,6 +242,29 @@ class ImageStore:
             raise InvalidArgument("progress", "must be a function of (done, total)")
         with _storage_errors():
             return self._log.current_view_rebuild(progress)
+
+    # Integrity.
+
+    def checkpoint(self) -> Checkpoint:
+        """The log's last position and the hash chain's head there.
+
+        Keep it somewhere else; `verify(checkpoint)` later proves that nothing
+        up to that position was rewritten. `str()` of it is `POSITION:HEAD`.
+        """
+        with _storage_errors():
+            return checkpoint(self._log)
+
+    def verify(
+        self, checkpoint: Checkpoint | tuple[int, str] | str | None = None
+    ) -> VerifyReport:
+        """Recompute the hash chain over the whole log and check every view.
+
+        With `checkpoint` (`(position, head)` or `"POSITION:HEAD"`), also check
+        that the log still has that head at that position. Raises IntegrityError
+        naming the first bad position and what is wrong there.
+        """
+        with _storage_errors():
+            return verify(self._log, checkpoint)
 
     # Internals.
 

@@ -21,6 +21,8 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from imageledger.domain.image import Image, image_id
+from imageledger.infrastructure import sqlite_chain
+from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
 from imageledger.infrastructure.sqlite_views import Progress
 from imageledger.projections.current_view import CurrentView
@@ -135,3 +137,17 @@ class EventLog(Application[UUID]):
     def head(self) -> int:
         """The position of the last event in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
+
+    def checkpoint(self) -> tuple[int, bytes]:
+        """The log's last position and its link (see sqlite_chain.checkpoint)."""
+        return sqlite_chain.checkpoint(self._factory.current_view.datastore)
+
+    def verify(self, checkpoint: tuple[int, bytes] | None = None) -> ChainWalk:
+        """Check the chain, the checkpoint and the views (see sqlite_chain.verify)."""
+        factory = self._factory
+        return sqlite_chain.verify(
+            factory.current_view.datastore,
+            factory.mapper_instance,
+            factory.current_view,
+            checkpoint,
+        )

@@ -10,11 +10,13 @@ from eventsourcing.persistence import Notification, ProgrammingError, StoredEven
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
 from imageledger.infrastructure.live_views import LiveView
+from imageledger.infrastructure.sqlite_chain import append_links
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 
 
 class LedgerSQLiteRecorder(SQLiteProcessRecorder):
-    """Appends events to `stored_events` and folds them into the live views.
+    """Appends events to `stored_events`, links them into the hash chain and
+    folds them into the live views, all in the write's transaction.
 
     Positions are SQLite rowids: the write lock is held from BEGIN IMMEDIATE to
     COMMIT, so they increase in commit order and never interleave.
@@ -40,6 +42,7 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
             raise ProgrammingError(
                 "imageledger writes pass their domain events, so views stay current"
             )
+        append_links(c, positions, stored_events)
         recorded = list(zip(positions, domain_events, strict=True))
         for view in self.live_views:
             view.apply(c, recorded)

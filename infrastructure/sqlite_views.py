@@ -29,6 +29,7 @@ from imageledger.projections.current_view import CurrentImage, CurrentView, Imag
 VIEW_NAME = "current_view"
 TABLE = "images"
 SHADOW_TABLE = "images_rebuild"
+CHECK_TABLE = "temp.images_check"  # the fold verify compares with, per connection
 EVENTS_TABLE = "stored_events"
 REBUILD_BATCH = 5000
 
@@ -36,6 +37,18 @@ Progress = Callable[[int, int], None]
 """Called as progress(events folded so far, events in the log when it started)."""
 
 _COLUMNS = "namespace, name, target, labels, created_at, updated_at, version, live"
+_ALL_COLUMNS = (
+    "namespace",
+    "name",
+    "digest",
+    "media_type",
+    "target",
+    "labels",
+    "created_at",
+    "updated_at",
+    "version",
+    "live",
+)
 
 
 def create_table_statement(table: str) -> str:
@@ -102,6 +115,11 @@ def _image(row: Any) -> Image:
             "version": row[6],
         },
     )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class SQLiteCurrentView(CurrentView):
@@ -227,6 +245,67 @@ class SQLiteCurrentView(CurrentView):
                 folded += len(batch)
             if progress is not None:
                 progress(folded, max(total, position))
+
+    # Verify driver: the log folded into a temporary table, compared with the view.
+
+    def start_check(self, c: SQLiteCursor) -> None:
+        """Start an empty fold in `c`'s connection (a temporary table)."""
+        c.execute(f"DROP TABLE IF EXISTS {CHECK_TABLE}")
+        c.execute(create_table_statement(CHECK_TABLE))
+
+    def fold_check(
+        self, c: SQLiteCursor, events: Iterable[ImageAggregate.Event]
+    ) -> None:
+        """Fold the next events of the log into the check table."""
+        self._fold_into(c, CHECK_TABLE, events)
+
+    def check_difference(
+        self, c: SQLiteCursor, head: int
+    ) -> tuple[tuple[Any, Any] | None, str] | None:
+        """Compare the view with the check fold of the log up to `head`.
+
+        Returns None when they are equal, else the (namespace, name) of the
+        first row that differs (None if it is the tracking position that
+        differs) and what differs.
+        """
+        columns = ", ".join(_ALL_COLUMNS)
+        c.execute(
+            f"SELECT namespace, name FROM (SELECT {columns} FROM {TABLE} "
+            f"EXCEPT SELECT {columns} FROM {CHECK_TABLE}) UNION "
+            f"SELECT namespace, name FROM (SELECT {columns} FROM {CHECK_TABLE} "
+            f"EXCEPT SELECT {columns} FROM {TABLE}) ORDER BY 1, 2 LIMIT 1"
+        )
+        row = c.fetchone()
+        if row is not None:
+            key = (row[0], row[1])
+            return key, f"image {key[1]!r} in namespace {key[0]!r}: " + self._compare(
+                c, key
+            )
+        position = self._position(c)
+        if position != head:
+            return None, (
+                f"the view says it reflects log position {position}, "
+                f"but the log ends at position {head}"
+            )
+        return None
+
+    def _compare(self, c: SQLiteCursor, key: tuple[Any, Any]) -> str:
+        columns = ", ".join(_ALL_COLUMNS)
+        select = f"SELECT {columns} FROM {{}} WHERE namespace IS ? AND name IS ?"
+        c.execute(select.format(TABLE), key)
+        viewed = c.fetchone()
+        c.execute(select.format(CHECK_TABLE), key)
+        folded = c.fetchone()
+        if folded is None:
+            return "it is in the view, but no event in the log made it"
+        if viewed is None:
+            return "the log made it, but it is missing from the view"
+        return "; ".join(
+            f"{column} is {_short(viewed[i])} in the view, {_short(folded[i])} "
+            "in the log"
+            for i, column in enumerate(_ALL_COLUMNS)
+            if viewed[i] != folded[i]
+        )
 
     # Shared by the drivers.
 
