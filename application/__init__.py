@@ -11,6 +11,7 @@ Example::
 """
 
 from imageledger.domain.descriptor import Descriptor, Platform
+from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.projections.audit import AuditEntry
 from imageledger.projections.current_view import Image
 from imageledger.store import ImageStore
@@ -19,9 +20,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuditEntry",
+    "Checkpoint",
     "Descriptor",
     "Image",
     "ImageStore",
     "Platform",
+    "VerifyReport",
     "__version__",
 ]

@@ -152,13 +152,23 @@ def verify(
                 _fold(view, c, batch, row.position)
                 batch = []
         _fold(view, c, batch, walk.position)
-        difference = view.check_difference(c, walk.position)
-        if difference is not None:
-            where, detail = difference
-            raise IntegrityError(
-                _last_position(c, where) or walk.position, VIEW_DIFFERS, detail
-            )
+        _compare_view(view, c, walk.position)
     return walk
+
+
+def _compare_view(view: SQLiteCurrentView, c: SQLiteCursor, head: int) -> None:
+    tracked = view.tracked_position(c)
+    if tracked != head:
+        raise IntegrityError(
+            min(tracked, head) + 1,
+            VIEW_DIFFERS,
+            f"the view says it reflects log position {tracked}, "
+            f"but the log ends at position {head}",
+        )
+    difference = view.check_difference(c)
+    if difference is not None:
+        where, detail = difference
+        raise IntegrityError(_last_position(c, where) or head, VIEW_DIFFERS, detail)
 
 
 def _rows(c: SQLiteCursor, after: int | None) -> Iterator[ChainRow]:
@@ -194,9 +204,9 @@ def _fold(
         ) from e
 
 
-def _last_position(c: SQLiteCursor, where: tuple[Any, Any] | None) -> int | None:
+def _last_position(c: SQLiteCursor, where: tuple[Any, Any]) -> int | None:
     """The position of the last event of (namespace, name), if it has any."""
-    if where is None or not all(isinstance(part, str) for part in where):
+    if not all(isinstance(part, str) for part in where):
         return None
     stream = Image.create_id(*where)
     c.execute(

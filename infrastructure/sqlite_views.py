@@ -259,14 +259,11 @@ class SQLiteCurrentView(CurrentView):
         """Fold the next events of the log into the check table."""
         self._fold_into(c, CHECK_TABLE, events)
 
-    def check_difference(
-        self, c: SQLiteCursor, head: int
-    ) -> tuple[tuple[Any, Any] | None, str] | None:
-        """Compare the view with the check fold of the log up to `head`.
+    def check_difference(self, c: SQLiteCursor) -> tuple[tuple[Any, Any], str] | None:
+        """Compare the view's rows with the check fold.
 
         Returns None when they are equal, else the (namespace, name) of the
-        first row that differs (None if it is the tracking position that
-        differs) and what differs.
+        first row that differs and what differs.
         """
         columns = ", ".join(_ALL_COLUMNS)
         c.execute(
@@ -276,18 +273,15 @@ class SQLiteCurrentView(CurrentView):
             f"EXCEPT SELECT {columns} FROM {TABLE}) ORDER BY 1, 2 LIMIT 1"
         )
         row = c.fetchone()
-        if row is not None:
-            key = (row[0], row[1])
-            return key, f"image {key[1]!r} in namespace {key[0]!r}: " + self._compare(
-                c, key
-            )
-        position = self._position(c)
-        if position != head:
-            return None, (
-                f"the view says it reflects log position {position}, "
-                f"but the log ends at position {head}"
-            )
-        return None
+        if row is None:
+            return None
+        key = (row[0], row[1])
+        what = self._compare(c, key)
+        return key, f"image {key[1]!r} in namespace {key[0]!r}: {what}"
+
+    def tracked_position(self, c: SQLiteCursor) -> int:
+        """The log position the view says it reflects."""
+        return self._position(c)
 
     def _compare(self, c: SQLiteCursor, key: tuple[Any, Any]) -> str:
         columns = ", ".join(_ALL_COLUMNS)
