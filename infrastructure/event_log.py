@@ -8,7 +8,7 @@ live views and their positions in one transaction), and how to read the log.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
@@ -92,9 +92,10 @@ class EventLog(Application[UUID]):
                 updated_at=current.updated_at,
             )
         if head > (0 if image is None else image.version):
-            gt = None if image is None else image.version
-            for event in self.events.get(stream, gt=gt):
-                image = cast(Image.Event, event).mutate(image)
+            gt = 0 if image is None else image.version
+            decode = self._factory.mapper_instance.to_domain_event
+            for notification in self._factory.recorder.select_stream(stream, gt):
+                image = decode(notification).mutate(image)
         return image
 
     def append(self, image: Image) -> list[int]:

@@ -27,7 +27,7 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
         self.live_views: list[LiveView] = []
         self.select_stream_statement = (
             f"SELECT rowid, * FROM {self.events_table_name} "
-            "WHERE originator_id=? ORDER BY originator_version"
+            "WHERE originator_id=? AND originator_version>? ORDER BY originator_version"
         )
 
     def _insert_events(
@@ -48,10 +48,12 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
             view.apply(c, recorded)
         return positions
 
-    def select_stream(self, originator_id: UUID) -> list[Notification]:
-        """Every event of one aggregate, oldest first, with its log position."""
+    def select_stream(self, originator_id: UUID, gt: int = 0) -> list[Notification]:
+        """The events of one aggregate after version `gt`, oldest first, with
+        their log positions (so that a damaged one can be named by position).
+        """
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self.select_stream_statement, (originator_id.hex,))
+            c.execute(self.select_stream_statement, (originator_id.hex, gt))
             return [notification_from_row(row) for row in c.fetchall()]
 
 
