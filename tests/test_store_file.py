@@ -235,3 +235,40 @@ def test_a_bad_location_is_refused(
     with pytest.raises(InvalidArgument, match=rule):
         ImageStore.open(location)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def _downgrade_to_schema_1(path: Path) -> None:
+    """Make the file what imageledger wrote before the hash chain: no links, v1."""
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("DROP TABLE event_chain")
+        connection.execute("PRAGMA user_version=1")
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+
+
+def test_a_schema_1_store_is_upgraded_by_linking_its_events(db_path: Path) -> None:
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+        store.register("b", descriptor(2))
+        store.delete("a")
+        linked_when_written = store.checkpoint()
+    _downgrade_to_schema_1(db_path)
+    with ImageStore.open(db_path) as store:
+        assert store.checkpoint() == linked_when_written
+        report = store.verify(linked_when_written)
+        store.register("c", descriptor(3))
+        assert store.verify(linked_when_written).position == 4
+    assert report.events == 3
+    connection = sqlite3.connect(db_path)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert connection.execute("SELECT COUNT(*) FROM event_chain").fetchone()[0] == 4
+    connection.close()
+
+
+def test_an_empty_schema_1_store_is_upgraded(db_path: Path) -> None:
+    ImageStore.open(db_path).close()
+    _downgrade_to_schema_1(db_path)
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+        assert store.verify().events == 1
