@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
+from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.sqlite_chain import append_links
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
@@ -48,6 +49,10 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
             view.apply(c, recorded)
         return positions
 
+    def convert_originator_id(self, originator_id: str) -> UUID | str:
+        """eventsourcing's conversion, with a damaged id as a StoreError."""
+        return stream_id(originator_id)
+
     def select_stream(self, originator_id: UUID, gt: int = 0) -> list[Notification]:
         """The events of one aggregate after version `gt`, oldest first, with
         their log positions (so that a damaged one can be named by position).
@@ -61,8 +66,19 @@ def notification_from_row(row: Any) -> Notification:
     """A notification from a `SELECT rowid, *` row of the events table."""
     return Notification(
         id=row["rowid"],
-        originator_id=UUID(row["originator_id"]),
+        originator_id=stream_id(row["originator_id"], row["rowid"]),
         originator_version=row["originator_version"],
         topic=row["topic"],
         state=row["state"],
     )
+
+
+def stream_id(stored: object, position: int | None = None) -> UUID:
+    """The aggregate id of a stored event; StoreError if the column is damaged."""
+    try:
+        if isinstance(stored, str):
+            return UUID(stored)
+    except ValueError:
+        pass
+    where = "an event" if position is None else f"the event at position {position}"
+    raise StoreError(f"{where} has a damaged aggregate id {stored!r}")

@@ -60,11 +60,28 @@ def inspect_file(path: Path) -> FileState:
         )
         try:
             application_id, version, tables = _read_marks(connection)
+            state = _judge(str(path), application_id, version, tables)
+            if state is not FileState.NEW:
+                _check_event_columns(str(path), connection)
         finally:
             connection.close()
-    except sqlite3.Error as e:
+    except (sqlite3.Error, UnicodeDecodeError) as e:  # the latter: damaged names
         raise StoreError(f"cannot open {str(path)!r}: {e}") from e
-    return _judge(str(path), application_id, version, tables)
+    return state
+
+
+# eventsourcing reads the events table with `SELECT *` and takes columns by
+# name, so a damaged schema naming other columns must stop us at the door.
+_EVENT_COLUMNS = ["originator_id", "originator_version", "topic", "state"]
+
+
+def _check_event_columns(where: str, connection: sqlite3.Connection) -> None:
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(stored_events)")]
+    if columns != _EVENT_COLUMNS:
+        raise StoreError(
+            f"{where!r} is damaged: its event table has columns {columns}, "
+            f"not {_EVENT_COLUMNS}"
+        )
 
 
 def _read_marks(connection: sqlite3.Connection) -> tuple[int, int, list[str]]:

@@ -102,7 +102,18 @@ def _state(row: Any) -> CurrentImage:
 
 
 def _image(row: Any) -> Image:
-    # Rows were written from validated events: rebuild them without validating.
+    try:
+        return _trusted_image(row)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise StoreError(
+            f"the current view's row of {row[1]!r} in namespace {row[0]!r} is "
+            f"damaged ({type(e).__name__}: {e}); rebuild() refolds it from the log"
+        ) from e
+
+
+def _trusted_image(row: Any) -> Image:
+    # Rows were written from validated events: rebuild them without validating
+    # (a damaged row still fails to decode, which _image reports).
     return rebuild(
         Image,
         {
@@ -150,7 +161,7 @@ class SQLiteCurrentView(CurrentView):
     # Read side.
 
     def get(self, namespace: str, name: str) -> Image | None:
-        row = self.datastore.reader().execute(self._get, (namespace, name)).fetchone()
+        row = self.datastore.read_one(self._get, (namespace, name))
         return None if row is None else _image(row)
 
     def snapshot(
@@ -161,11 +172,7 @@ class SQLiteCurrentView(CurrentView):
         One statement: the aggregate loader uses the state as a snapshot and
         reads events only when the stream is ahead of it.
         """
-        row = (
-            self.datastore.reader()
-            .execute(self._snapshot, (stream.hex, namespace, name))
-            .fetchone()
-        )
+        row = self.datastore.read_one(self._snapshot, (stream.hex, namespace, name))
         head = row[0] or 0
         if row[1] is None:
             return None, head
