@@ -231,7 +231,12 @@ class ImageStore:
             events = (event for _, event in self._log.read(until=position))
             if moment is not None:
                 events = (event for event in events if event.timestamp <= moment)
-            return replay(events)
+            try:
+                return replay(events)
+            except (ValueError, TypeError) as e:  # the fold of a damaged log
+                if isinstance(e, ImageLedgerError):
+                    raise
+                raise StoreError(f"the log cannot be folded: {e}") from e
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Refold the views from the log; return the number of events folded.

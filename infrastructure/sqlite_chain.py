@@ -149,9 +149,9 @@ def verify(
         for row in walk.walk():
             batch.append(_decode(mapper, row))
             if len(batch) >= PAGE:
-                _fold(view, c, batch, row.position)
+                view.fold_check(c, batch)
                 batch = []
-        _fold(view, c, batch, walk.position)
+        view.fold_check(c, batch)
         _compare_view(view, c, walk.position)
     return walk
 
@@ -191,17 +191,6 @@ def _decode(mapper: LedgerMapper, row: ChainRow) -> Image.Event:
         state=cast(bytes, row.state),
     )
     return mapper.to_domain_event(notification)
-
-
-def _fold(
-    view: SQLiteCurrentView, c: SQLiteCursor, batch: list[Image.Event], position: int
-) -> None:
-    try:
-        view.fold_check(c, batch)
-    except (ValueError, TypeError) as e:
-        raise StoreError(
-            f"the log up to position {position} cannot be folded: {e}"
-        ) from e
 
 
 def _last_position(c: SQLiteCursor, where: tuple[Any, Any]) -> int | None:

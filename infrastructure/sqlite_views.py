@@ -337,7 +337,10 @@ class SQLiteCurrentView(CurrentView):
                 c.execute(select, key)
                 row = c.fetchone()
                 states[key] = None if row is None else _state(row)
-            states[key] = fold(states[key], event)
+            try:
+                states[key] = fold(states[key], event)
+            except (ValueError, TypeError) as e:  # a damaged or forged log
+                raise StoreError(f"the log cannot be folded: {e}") from e
         c.executemany(
             _upsert_statement(table),
             [_row_params(state) for state in states.values() if state is not None],
