@@ -14,13 +14,12 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from eventsourcing.persistence import PersistenceError, RecordConflictError
+from eventsourcing.persistence import RecordConflictError
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
@@ -44,6 +43,7 @@ from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
 from imageledger.integrity import Checkpoint, VerifyReport, checkpoint, verify
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
+from imageledger.storage_errors import storage_errors, stream_with_storage_errors
 
 DEFAULT_DB = "imageledger.db"
 MAX_ATTEMPTS = 50  # optimistic retries when another writer moved the same name
@@ -82,7 +82,7 @@ class ImageStore:
                 f"cannot open {_redact(text)!r}: only SQLite file paths are supported"
             )
         timeout = _lock_timeout(lock_timeout)
-        with _storage_errors():
+        with storage_errors():
             return cls(EventLog(LedgerSQLiteFactory(Path(text), lock_timeout=timeout)))
 
     def close(self) -> None:
@@ -190,7 +190,7 @@ class ImageStore:
         """The image `name` points at now; raises ImageNotFound."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        with _storage_errors():
+        with storage_errors():
             image = self._log.current_view.get(namespace, name)
         if image is None:
             raise ImageNotFound(name, namespace)
@@ -205,7 +205,7 @@ class ImageStore:
             raise InvalidArgument(
                 "filters", "are not supported by this version; list without filters"
             )
-        return _stream_with_storage_errors(self._log.current_view.list(namespace))
+        return stream_with_storage_errors(self._log.current_view.list(namespace))
 
     def history(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE
@@ -213,7 +213,7 @@ class ImageStore:
         """Every change to `name`, oldest first; ImageNotFound if it has none."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        with _storage_errors():
+        with storage_errors():
             stream = self._log.stream(namespace, name)
         if not stream:
             raise ImageNotFound(name, namespace, "it has no history")
@@ -227,7 +227,7 @@ class ImageStore:
         Returns the live images by (namespace, name).
         """
         position, moment = _validate_when(until)
-        with _storage_errors():
+        with storage_errors():
             events = (event for _, event in self._log.read(until=position))
             if moment is not None:
                 events = (event for event in events if event.timestamp <= moment)
@@ -245,7 +245,7 @@ class ImageStore:
         """
         if progress is not None and not callable(progress):
             raise InvalidArgument("progress", "must be a function of (done, total)")
-        with _storage_errors():
+        with storage_errors():
             return self._log.current_view_rebuild(progress)
 
     # Integrity.
@@ -256,7 +256,7 @@ class ImageStore:
         Keep it somewhere else; `verify(checkpoint)` later proves that nothing
         up to that position was rewritten. `str()` of it is `POSITION:HEAD`.
         """
-        with _storage_errors():
+        with storage_errors():
             return checkpoint(self._log)
 
     def verify(
@@ -268,7 +268,7 @@ class ImageStore:
         that the log still has that head at that position. Raises IntegrityError
         naming the first bad position and what is wrong there.
         """
-        with _storage_errors():
+        with storage_errors():
             return verify(self._log, checkpoint)
 
     # Internals.
@@ -283,7 +283,7 @@ class ImageStore:
         # version, so a writer that lost the race re-reads and decides again
         # (a condition that no longer holds then raises Conflict).
         for attempt in range(MAX_ATTEMPTS):
-            with _storage_errors():
+            with storage_errors():
                 image = decide(self._log.load(namespace, name))
                 if image is None or not image.pending_events:
                     return image
@@ -405,35 +405,3 @@ def _redact(url: str) -> str:
         user = credentials.split(":", 1)[0]
         return f"{scheme}{sep}{user}:***@{host}"
     return url
-
-
-@contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Turn driver errors into StoreError with a message written for the user."""
-    try:
-        yield
-    except ImageLedgerError:
-        raise
-    except PersistenceError as e:
-        raise StoreError(_describe(e)) from e
-
-
-def _stream_with_storage_errors(images: Iterator[Image]) -> Iterator[Image]:
-    with _storage_errors():
-        yield from images
-
-
-def _describe(error: Exception) -> str:
-    text = str(error)
-    lowered = text.lower()
-    if "locked" in lowered or "busy" in lowered:
-        return (
-            f"database is busy: another process held the write lock too long ({text})"
-        )
-    if "full" in lowered:
-        return f"disk full: the write was not made ({text})"
-    if "readonly" in lowered or "read-only" in lowered:
-        return f"database is read-only: the write was not made ({text})"
-    if "malformed" in lowered or "not a database" in lowered:
-        return f"the database file is damaged ({text})"
-    return f"storage error: {text}"
