@@ -88,7 +88,8 @@ def _row_params(state: CurrentImage) -> tuple[Any, ...]:
         image.target.digest,
         image.target.media_type,
         orjson.dumps(image.target.to_oci()).decode(),
-        orjson.dumps(image.labels).decode(),
+        # Sorted, as in the log, so that the view and the fold write equal text.
+        orjson.dumps(image.labels, option=orjson.OPT_SORT_KEYS).decode(),
         image.created_at.isoformat(),
         image.updated_at.isoformat(),
         image.version,
@@ -126,6 +127,17 @@ def _trusted_image(row: Any) -> Image:
             "version": row[6],
         },
     )
+
+
+def _same(column: str, viewed: object, folded: object) -> bool:
+    if viewed == folded:
+        return True
+    if column in ("target", "labels") and isinstance(viewed, str):
+        try:
+            return bool(orjson.loads(viewed) == orjson.loads(str(folded)))
+        except orjson.JSONDecodeError:
+            return False
+    return False
 
 
 def _short(value: object) -> str:
@@ -270,21 +282,28 @@ class SQLiteCurrentView(CurrentView):
         """Compare the view's rows with the check fold.
 
         Returns None when they are equal, else the (namespace, name) of the
-        first row that differs and what differs.
+        first row that differs and what differs. JSON columns are compared as
+        JSON: a view row written with its labels in another key order is equal.
         """
         columns = ", ".join(_ALL_COLUMNS)
-        c.execute(
+        differing = (
             f"SELECT namespace, name FROM (SELECT {columns} FROM {TABLE} "
             f"EXCEPT SELECT {columns} FROM {CHECK_TABLE}) UNION "
             f"SELECT namespace, name FROM (SELECT {columns} FROM {CHECK_TABLE} "
-            f"EXCEPT SELECT {columns} FROM {TABLE}) ORDER BY 1, 2 LIMIT 1"
+            f"EXCEPT SELECT {columns} FROM {TABLE}) "
         )
-        row = c.fetchone()
-        if row is None:
-            return None
-        key = (row[0], row[1])
-        what = self._compare(c, key)
-        return key, f"image {key[1]!r} in namespace {key[0]!r}: {what}"
+        # Streamed on a second cursor of the same connection (and transaction),
+        # while `c` reads each candidate's two rows.
+        keys = c.sqlite_cursor.connection.execute(differing + "ORDER BY 1, 2")
+        try:
+            for row in keys:
+                key = (row[0], row[1])
+                what = self._compare(c, key)
+                if what:
+                    return key, f"image {key[1]!r} in namespace {key[0]!r}: {what}"
+        finally:
+            keys.close()
+        return None
 
     def tracked_position(self, c: SQLiteCursor) -> int:
         """The log position the view says it reflects."""
@@ -305,7 +324,7 @@ class SQLiteCurrentView(CurrentView):
             f"{column} is {_short(viewed[i])} in the view, {_short(folded[i])} "
             "in the log"
             for i, column in enumerate(_ALL_COLUMNS)
-            if viewed[i] != folded[i]
+            if not _same(column, viewed[i], folded[i])
         )
 
     # Shared by the drivers.

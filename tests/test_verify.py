@@ -391,3 +391,22 @@ def test_checkpoint_refuses_a_last_event_without_a_link(
     with ImageStore.open(db_path) as store, pytest.raises(IntegrityError) as caught:
         store.checkpoint()
     assert (caught.value.position, caught.value.problem) == (8, "forged event")
+
+
+def test_labels_given_in_any_order_verify(store: ImageStore) -> None:
+    store.register("app:1", descriptor(1), {"zone": "b", "arch": "arm64", "m": "1"})
+    assert store.verify().events == 1
+
+
+def test_a_view_row_with_its_labels_json_in_another_key_order_verifies(
+    db_path: Path,
+) -> None:
+    # Earlier versions wrote labels in the order the caller gave them.
+    with ImageStore.open(db_path) as store:
+        store.register("app:1", descriptor(1), {"arch": "arm64", "zone": "b"})
+    _sql(db_path, ("UPDATE images SET labels=?", ('{"zone":"b","arch":"arm64"}',)))
+    with ImageStore.open(db_path) as store:
+        assert store.verify().events == 1
+        _sql(db_path, ("UPDATE images SET labels=?", ('{"zone":"c","arch":"arm64"}',)))
+        with pytest.raises(IntegrityError, match="labels is"):
+            store.verify()
