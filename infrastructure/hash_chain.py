@@ -66,10 +66,7 @@ class ChainRow:
     topic: object = None
     state: object = None
     link: bytes | None = None
-
-    @property
-    def has_event(self) -> bool:
-        return self.originator_id is not None or self.state is not None
+    has_event: bool = True
 
     def canonical(self) -> bytes | None:
         """The canonical bytes, or None when a column is not of its type."""
@@ -112,8 +109,8 @@ class ChainWalk:
         """Yield each row whose link checks, in order; then check the checkpoint."""
         self._check_checkpoint_at_or_before(0)
         for row in self._rows(None):
-            self._check(row)
-            self.position, self.head = row.position, row.link or GENESIS
+            self.head = self._check(row)
+            self.position = row.position
             self.events += 1
             self._check_checkpoint_at_or_before(row.position)
             yield row
@@ -125,7 +122,8 @@ class ChainWalk:
                 f"says it reached position {self._checkpoint[0]}",
             )
 
-    def _check(self, row: ChainRow) -> None:
+    def _check(self, row: ChainRow) -> bytes:
+        """The row's link, if it follows from the head so far."""
         if not row.has_event:
             raise IntegrityError(
                 row.position, EVENT_MISSING, "its link is stored but its event is not"
@@ -144,6 +142,7 @@ class ChainWalk:
         computed = link(self.head, canonical)
         if computed != row.link:
             raise self._diagnose(row, canonical, computed)
+        return computed
 
     def _diagnose(
         self, row: ChainRow, canonical: bytes, computed: bytes

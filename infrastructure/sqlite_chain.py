@@ -18,6 +18,7 @@ from eventsourcing.sqlite import SQLiteCursor
 from imageledger.domain.image import Image
 from imageledger.infrastructure.errors import IntegrityError, StoreError
 from imageledger.infrastructure.hash_chain import (
+    FORGED_EVENT,
     GENESIS,
     VIEW_DIFFERS,
     ChainRow,
@@ -50,7 +51,7 @@ _EVENTS_PAGE = (
 # and an event without a link both show up at their place.
 _CHAIN_PAGE = (
     "SELECT p.position, e.originator_id, e.originator_version, e.topic, e.state, "
-    "l.chain FROM ("
+    "l.chain, e.rowid IS NOT NULL FROM ("
     f"SELECT rowid AS position FROM {EVENTS_TABLE} WHERE rowid>=?1 "
     f"UNION SELECT position FROM {TABLE} WHERE position>=?1 "
     "ORDER BY 1 LIMIT ?2) AS p "
@@ -124,7 +125,7 @@ def checkpoint(datastore: LedgerSQLiteDatastore) -> tuple[int, bytes]:
         row = c.fetchone()
     if row is None or not isinstance(row[0], bytes):
         raise IntegrityError(
-            position, "forged event", "the last event in the log has no link"
+            position, FORGED_EVENT, "the last event in the log has no link"
         )
     return int(position), bytes(row[0])
 
@@ -175,11 +176,18 @@ def _rows(c: SQLiteCursor, after: int | None) -> Iterator[ChainRow]:
     start = _MIN_ROWID if after is None else after + 1
     while True:
         c.execute(_CHAIN_PAGE, (start, PAGE))
-        page = [ChainRow(*row) for row in c.fetchall()]
+        page = [_chain_row(row) for row in c.fetchall()]
         yield from page
         if len(page) < PAGE:
             return
         start = page[-1].position + 1
+
+
+def _chain_row(row: Any) -> ChainRow:
+    position, stream, version, topic, state, chain, has_event = row
+    return ChainRow(
+        position, stream, version, topic, state, chain, has_event=bool(has_event)
+    )
 
 
 def _decode(mapper: LedgerMapper, row: ChainRow) -> Image.Event:

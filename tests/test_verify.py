@@ -410,3 +410,18 @@ def test_a_view_row_with_its_labels_json_in_another_key_order_verifies(
         _sql(db_path, ("UPDATE images SET labels=?", ('{"zone":"c","arch":"arm64"}',)))
         with pytest.raises(IntegrityError, match="labels is"):
             store.verify()
+
+
+def test_an_event_row_emptied_to_nulls_is_a_changed_payload(
+    db_path: Path, built: Checkpoint
+) -> None:
+    _sql(
+        db_path,
+        (
+            "UPDATE stored_events SET originator_id=NULL, originator_version=NULL, "
+            "topic=NULL, state=NULL WHERE rowid=3",
+            (),
+        ),
+    )
+    failure = _failure(db_path)
+    assert (failure.position, failure.problem) == (3, "payload changed")
