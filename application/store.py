@@ -21,6 +21,7 @@ from typing import Any, Literal, Self
 
 from eventsourcing.persistence import RecordConflictError
 
+from imageledger import integrity
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
 from imageledger.domain.errors import (
@@ -40,10 +41,13 @@ from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
-from imageledger.integrity import Checkpoint, VerifyReport, checkpoint, verify
+from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
-from imageledger.storage_errors import storage_errors, stream_with_storage_errors
+from imageledger.storage_errors import storage_errors as _storage_errors
+from imageledger.storage_errors import (
+    stream_with_storage_errors as _stream_with_storage_errors,
+)
 
 DEFAULT_DB = "imageledger.db"
 MAX_ATTEMPTS = 50  # optimistic retries when another writer moved the same name
@@ -82,7 +86,7 @@ class ImageStore:
                 f"cannot open {_redact(text)!r}: only SQLite file paths are supported"
             )
         timeout = _lock_timeout(lock_timeout)
-        with storage_errors():
+        with _storage_errors():
             return cls(EventLog(LedgerSQLiteFactory(Path(text), lock_timeout=timeout)))
 
     def close(self) -> None:
@@ -190,7 +194,7 @@ class ImageStore:
         """The image `name` points at now; raises ImageNotFound."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        with storage_errors():
+        with _storage_errors():
             image = self._log.current_view.get(namespace, name)
         if image is None:
             raise ImageNotFound(name, namespace)
@@ -205,7 +209,7 @@ class ImageStore:
             raise InvalidArgument(
                 "filters", "are not supported by this version; list without filters"
             )
-        return stream_with_storage_errors(self._log.current_view.list(namespace))
+        return _stream_with_storage_errors(self._log.current_view.list(namespace))
 
     def history(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE
@@ -213,7 +217,7 @@ class ImageStore:
         """Every change to `name`, oldest first; ImageNotFound if it has none."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        with storage_errors():
+        with _storage_errors():
             stream = self._log.stream(namespace, name)
         if not stream:
             raise ImageNotFound(name, namespace, "it has no history")
@@ -227,7 +231,7 @@ class ImageStore:
         Returns the live images by (namespace, name).
         """
         position, moment = _validate_when(until)
-        with storage_errors():
+        with _storage_errors():
             events = (event for _, event in self._log.read(until=position))
             if moment is not None:
                 events = (event for event in events if event.timestamp <= moment)
@@ -245,7 +249,7 @@ class ImageStore:
         """
         if progress is not None and not callable(progress):
             raise InvalidArgument("progress", "must be a function of (done, total)")
-        with storage_errors():
+        with _storage_errors():
             return self._log.current_view_rebuild(progress)
 
     # Integrity.
@@ -256,8 +260,8 @@ class ImageStore:
         Keep it somewhere else; `verify(checkpoint)` later proves that nothing
         up to that position was rewritten. `str()` of it is `POSITION:HEAD`.
         """
-        with storage_errors():
-            return checkpoint(self._log)
+        with _storage_errors():
+            return integrity.checkpoint(self._log)
 
     def verify(
         self, checkpoint: Checkpoint | tuple[int, str] | str | None = None
@@ -268,8 +272,8 @@ class ImageStore:
         that the log still has that head at that position. Raises IntegrityError
         naming the first bad position and what is wrong there.
         """
-        with storage_errors():
-            return verify(self._log, checkpoint)
+        with _storage_errors():
+            return integrity.verify(self._log, checkpoint)
 
     # Internals.
 
@@ -283,7 +287,7 @@ class ImageStore:
         # version, so a writer that lost the race re-reads and decides again
         # (a condition that no longer holds then raises Conflict).
         for attempt in range(MAX_ATTEMPTS):
-            with storage_errors():
+            with _storage_errors():
                 image = decide(self._log.load(namespace, name))
                 if image is None or not image.pending_events:
                     return image
