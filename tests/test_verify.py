@@ -425,3 +425,18 @@ def test_an_event_row_emptied_to_nulls_is_a_changed_payload(
     )
     failure = _failure(db_path)
     assert (failure.position, failure.problem) == (3, "payload changed")
+
+
+def test_verify_runs_while_another_connection_holds_the_write_lock(
+    db_path: Path, built: Checkpoint
+) -> None:
+    writer = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        # With no lock timeout, needing the write lock would fail at once.
+        with ImageStore.open(db_path, lock_timeout=0) as store:
+            assert store.verify(built).events == EVENTS
+            assert store.checkpoint() == built
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
