@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from imageledger.domain.descriptor import Descriptor, Platform
+    from imageledger.integrity import Checkpoint, VerifyReport
     from imageledger.projections.audit import AuditEntry
     from imageledger.projections.current_view import Image
     from imageledger.store import ImageStore
@@ -28,10 +29,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuditEntry",
+    "Checkpoint",
     "Descriptor",
     "Image",
     "ImageStore",
     "Platform",
+    "VerifyReport",
     "__version__",
 ]
 
@@ -41,6 +44,8 @@ _HOMES = {
     "Image": "imageledger.projections.current_view",
     "ImageStore": "imageledger.store",
     "Platform": "imageledger.domain.descriptor",
+    "Checkpoint": "imageledger.integrity",
+    "VerifyReport": "imageledger.integrity",
 }
 
 

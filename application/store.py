@@ -14,14 +14,14 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from eventsourcing.persistence import PersistenceError, RecordConflictError
+from eventsourcing.persistence import RecordConflictError
 
+from imageledger import integrity
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
 from imageledger.domain.errors import (
@@ -41,8 +41,13 @@ from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
+from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
+from imageledger.storage_errors import storage_errors as _storage_errors
+from imageledger.storage_errors import (
+    stream_with_storage_errors as _stream_with_storage_errors,
+)
 
 DEFAULT_DB = "imageledger.db"
 MAX_ATTEMPTS = 50  # optimistic retries when another writer moved the same name
@@ -240,7 +245,12 @@ class ImageStore:
             events = (event for _, event in recorded)
             if moment is not None:
                 events = (event for event in events if event.timestamp <= moment)
-            return replay(events)
+            try:
+                return replay(events)
+            except (ValueError, TypeError) as e:  # the fold of a damaged log
+                if isinstance(e, ImageLedgerError):
+                    raise
+                raise StoreError(f"the log cannot be folded: {e}") from e
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Refold the views from the log; return the number of events folded.
@@ -250,6 +260,29 @@ class ImageStore:
         _validate_progress(progress)
         with _storage_errors():
             return self._log.current_view_rebuild(progress)
+
+    # Integrity.
+
+    def checkpoint(self) -> Checkpoint:
+        """The log's last position and the hash chain's head there.
+
+        Keep it somewhere else; `verify(checkpoint)` later proves that nothing
+        up to that position was rewritten. `str()` of it is `POSITION:HEAD`.
+        """
+        with _storage_errors():
+            return integrity.checkpoint(self._log)
+
+    def verify(
+        self, checkpoint: Checkpoint | tuple[int, str] | str | None = None
+    ) -> VerifyReport:
+        """Recompute the hash chain over the whole log and check every view.
+
+        With `checkpoint` (`(position, head)` or `"POSITION:HEAD"`), also check
+        that the log still has that head at that position. Raises IntegrityError
+        naming the first bad position and what is wrong there.
+        """
+        with _storage_errors():
+            return integrity.verify(self._log, checkpoint)
 
     # Internals.
 
@@ -406,35 +439,3 @@ def _redact(url: str) -> str:
         user = credentials.split(":", 1)[0]
         return f"{scheme}{sep}{user}:***@{host}"
     return url
-
-
-@contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Turn driver errors into StoreError with a message written for the user."""
-    try:
-        yield
-    except ImageLedgerError:
-        raise
-    except PersistenceError as e:
-        raise StoreError(_describe(e)) from e
-
-
-def _stream_with_storage_errors(images: Iterator[Image]) -> Iterator[Image]:
-    with _storage_errors():
-        yield from images
-
-
-def _describe(error: Exception) -> str:
-    text = str(error)
-    lowered = text.lower()
-    if "locked" in lowered or "busy" in lowered:
-        return (
-            f"database is busy: another process held the write lock too long ({text})"
-        )
-    if "full" in lowered:
-        return f"disk full: the write was not made ({text})"
-    if "readonly" in lowered or "read-only" in lowered:
-        return f"database is read-only: the write was not made ({text})"
-    if "malformed" in lowered or "not a database" in lowered:
-        return f"the database file is damaged ({text})"
-    return f"storage error: {text}"

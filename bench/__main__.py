@@ -3,14 +3,15 @@
     python -m bench [--scale N]
 
 `--scale` multiplies the sizes (default 1: a run of well under a minute:
-1,000 registers per write case; 5,000 images and 20,000 lookups for reads).
+1,000 registers per write case; 5,000 images and 20,000 lookups for reads;
+verify of the 1,000 events the chain case wrote).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from bench import live_view, reads
+from bench import hash_chain, live_view, reads
 
 
 def main() -> None:
@@ -18,7 +19,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="size multiplier")
     args = parser.parse_args()
     count = max(10, int(1000 * args.scale))
-    rows = [*live_view.run(count), *reads.run(images=5 * count, lookups=20 * count)]
+    rows = [
+        *live_view.run(count),
+        *hash_chain.run(count),
+        *reads.run(images=5 * count, lookups=20 * count),
+    ]
     width = max(len(case) for case, _, _ in rows)
     print(
         f"{'case':<{width}}  {'imageledger/s':>13}  {'raw sqlite/s':>12}  {'ratio':>5}"

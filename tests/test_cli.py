@@ -442,7 +442,18 @@ def test_options_without_a_command_exit_2_with_one_line(run: Run) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["register", "get", "list", "delete", "history", "replay", "rebuild"]
+    "command",
+    [
+        "register",
+        "get",
+        "list",
+        "delete",
+        "history",
+        "replay",
+        "rebuild",
+        "checkpoint",
+        "verify",
+    ],
 )
 def test_every_command_has_help_with_an_example(run: Run, command: str) -> None:
     out = ok(run(command, "--help"))

@@ -13,11 +13,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from conftest import descriptor
+from imageledger import ImageStore
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
 FIRST_PREFIX = "python3 -m venv .venv && .venv/bin/pip install -q . && . .venv/bin/activate && \\\n"
 _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
+# A chain head hashes the events' timestamps, so it differs from run to run too.
+_HEADS = re.compile(r"\b\d+:sha256:[0-9a-f]{64}")
 
 
 def _code_blocks() -> list[str]:
@@ -39,6 +46,7 @@ def _shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _timeless(text: str) -> str:
+    text = _HEADS.sub(lambda m: "H" * len(m.group(0)), text)
     return _TIMES.sub(lambda m: "T" * len(m.group(0)), text)
 
 
@@ -66,7 +74,7 @@ def test_the_readmes_command_line_tour_is_what_a_real_run_prints(
 ) -> None:
     tour = next(b for b in _code_blocks() if b.startswith("$ imageledger get"))
     steps = re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", tour, flags=re.MULTILINE)
-    assert len(steps) == 15
+    assert len(steps) == 17
     _run_first_command(tmp_path)
     last_code = 0
     for command, shown in steps:
@@ -79,3 +87,38 @@ def test_the_readmes_command_line_tour_is_what_a_real_run_prints(
         result = _shell(command, tmp_path)
         last_code = result.returncode
         assert _timeless(result.stdout + result.stderr) == _timeless(shown), command
+
+
+def _chain_script() -> str:
+    return next(b for b in _code_blocks() if b.startswith("# chain_head.py"))
+
+
+def test_the_readmes_chain_script_is_about_ten_lines() -> None:
+    lines = [line for line in _chain_script().splitlines() if line.strip()]
+    assert len(lines) <= 12
+
+
+@pytest.mark.parametrize("events", [0, 1, 40])
+def test_the_readmes_chain_script_recomputes_the_stores_checkpoint(
+    db_path: Path, events: int
+) -> None:
+    with ImageStore.open(db_path) as store:
+        for i in range(events):
+            if i % 5 == 4:  # delete the name the previous step registered
+                store.delete(f"app/n{(i - 1) % 7}:v1", reason="gone")
+            else:
+                store.register(
+                    f"app/n{i % 7}:v1", descriptor(i), {"k": str(i)}, actor=f"u{i}"
+                )
+        checkpoint = store.checkpoint()
+    # -I: no site-packages and no user paths, so only the standard library.
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _chain_script(), str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{checkpoint}\n"
+    assert checkpoint.position == events
