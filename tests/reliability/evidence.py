@@ -50,9 +50,9 @@ def positions(db: Path) -> tuple[int, int]:
     return head, view
 
 
-def view(store: ImageStore, namespaces: tuple[str, ...] = ("default",)) -> dict[
-    tuple[str, str], Image
-]:
+def view(
+    store: ImageStore, namespaces: tuple[str, ...] = ("default",)
+) -> dict[tuple[str, str], Image]:
     """The live images of `namespaces`, keyed as `replay()` keys them."""
     return {
         (image.namespace, image.name): image

@@ -212,7 +212,9 @@ def main(argv: list[str]) -> int:
         job(**arguments)
     except Exception as e:  # any failure is the test's business: say what and where
         traceback.print_exc()
-        print(f"reliability_worker: unexpected {type(e).__name__}: {e}", file=sys.stderr)
+        print(
+            f"reliability_worker: unexpected {type(e).__name__}: {e}", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -19,7 +19,9 @@ def scale() -> float:
         return 1.0
     value = float(text)
     if not value > 0:
-        raise ValueError(f"IMAGELEDGER_RELIABILITY_SCALE must be positive, not {text!r}")
+        raise ValueError(
+            f"IMAGELEDGER_RELIABILITY_SCALE must be positive, not {text!r}"
+        )
     return value
 
 
