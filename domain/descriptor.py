@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from imageledger.domain.digests import digest_problem
-from imageledger.domain.errors import InvalidArgument
+from imageledger.domain.errors import InvalidArgument, shown
 from imageledger.domain.trusted import rebuild
 
 MAX_SIZE = 2**63 - 1
@@ -50,7 +50,9 @@ _STRICT = ConfigDict(
 
 def _media_type_problem(value: str) -> str | None:
     if not _MEDIA_TYPE.fullmatch(value):
-        return f"{value!r} is not a media type (RFC 6838 type/subtype, no parameters)"
+        return (
+            f"{shown(value)} is not a media type (RFC 6838 type/subtype, no parameters)"
+        )
     return None
 
 
@@ -122,7 +124,7 @@ class Descriptor(BaseModel):
                 or any(c.isspace() for c in url)
                 or "#" in url
             ):
-                raise ValueError(f"{url!r} is not an absolute URI")
+                raise ValueError(f"{shown(url)} is not an absolute URI")
         return value
 
     @field_validator("annotations")
@@ -168,6 +170,8 @@ class Descriptor(BaseModel):
                 field, f"must be a descriptor object, not {type(data).__name__}"
             )
         for key, value in data.items():
+            if not isinstance(key, str):
+                raise InvalidArgument(field, f"keys must be strings, not {shown(key)}")
             if value is None:
                 raise InvalidArgument(
                     f"{field}.{key}", "must be omitted rather than null"
