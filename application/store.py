@@ -72,8 +72,8 @@ class ImageStore:
         """Open (or create) the store at `location`.
 
         `location` defaults to $IMAGELEDGER_DB, else ./imageledger.db.
-        `lock_timeout` (seconds a write waits for another process's write lock)
-        defaults to $IMAGELEDGER_LOCK_TIMEOUT, else 5.
+        `lock_timeout` (seconds, up to a day, that a write waits for another
+        process's write lock) defaults to $IMAGELEDGER_LOCK_TIMEOUT, else 5.
         Raises StoreError if the file is not an imageledger store, was written by a
         newer version, or cannot be created; nothing is changed in that case.
         """
