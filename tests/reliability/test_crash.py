@@ -47,20 +47,30 @@ def test_killed_writers_and_rebuilds_lose_no_acknowledged_write(
     acked: list[dict[str, Any]] = []  # every write acknowledged so far
     rebuilds_interrupted = rebuild_rounds = unacknowledged = 0
 
-    for round_ in range(CRASH_ROUNDS):
-        if round_ % 5 == 4:
-            rebuild_rounds += 1
-            pause = round_ % 10 == 9
-            finished = _rebuild_round(db_path, rng, pause)
-            rebuilds_interrupted += not finished
-            if pause:
-                assert not finished, "the kill between batches came too late"
+    # Each round's child is started (it imports and opens the store, then
+    # waits) while the previous round is being checked: the run stays short.
+    upcoming: Child | None = _start(db_path, 0)
+    try:
+        for round_ in range(CRASH_ROUNDS):
+            child, upcoming = upcoming, None
+            assert child is not None
+            lines = _run_and_kill(child, _kind(round_), rng)
+            if round_ + 1 < CRASH_ROUNDS:
+                upcoming = _start(db_path, round_ + 1)
+            if _kind(round_) == "write":
+                new = records(lines)
+                acked.extend(new)
+                unacknowledged += _check_round(db_path, round_, new)
+            else:
+                rebuild_rounds += 1
+                finished = "REBUILT" in lines
+                rebuilds_interrupted += not finished
+                if _kind(round_) == "rebuild-paused":
+                    assert not finished, "the kill between batches came too late"
             _check_store(db_path, acked)
-            continue
-        new = _writer_round(db_path, round_, rng)
-        acked.extend(new)
-        unacknowledged += _check_round(db_path, round_, new)
-        _check_store(db_path, acked)
+    finally:
+        if upcoming is not None:
+            upcoming.close()
 
     with ImageStore.open(db_path) as store:
         assert store.rebuild() == len(log_rows(db_path))
@@ -73,30 +83,36 @@ def test_killed_writers_and_rebuilds_lose_no_acknowledged_write(
     )
 
 
-def _writer_round(db: Path, round_: int, rng: random.Random) -> list[dict[str, Any]]:
-    child = Child("register-loop", db, round_, NAMES)
-    try:
-        child.wait_ready()
-        time.sleep(rng.uniform(0, WRITE_KILL_DELAY))
-        child.kill()
-        return records(child.rest())
-    finally:
-        child.close()
+def _kind(round_: int) -> str:
+    if round_ % 10 == 9:
+        return "rebuild-paused"
+    return "rebuild" if round_ % 5 == 4 else "write"
 
 
-def _rebuild_round(db: Path, rng: random.Random, pause: bool) -> bool:
-    """Kill a rebuilding child; return whether its rebuild() had returned."""
-    child = Child("rebuild", db, *(["--pause"] if pause else []))
+def _start(db: Path, round_: int) -> Child:
+    kind = _kind(round_)
+    if kind == "write":
+        child = Child("register-loop", db, round_, NAMES, "--gate")
+    else:
+        child = Child("rebuild", db, "--gate", *(["--pause"] * (kind != "rebuild")))
+    child.wait_ready()
+    return child
+
+
+def _run_and_kill(child: Child, kind: str, rng: random.Random) -> list[str]:
+    """Let the child work, SIGKILL it; return the complete lines it printed."""
     try:
-        child.wait_ready()
-        if pause:
+        child.send()
+        if kind == "rebuild-paused":  # killed between two batches
             progress = child.line()
             assert progress is not None, child.stderr()
             assert records([progress])[0]["done"] == REBUILD_BATCH
-        else:
-            time.sleep(rng.uniform(0, REBUILD_KILL_DELAY))
+            child.kill()
+            return [progress, *child.rest()]
+        limit = WRITE_KILL_DELAY if kind == "write" else REBUILD_KILL_DELAY
+        time.sleep(rng.uniform(0, limit))
         child.kill()
-        return "REBUILT" in child.rest()
+        return child.rest()
     finally:
         child.close()
 
