@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import (
@@ -174,7 +174,7 @@ class Descriptor(BaseModel):
                 raise InvalidArgument(field, f"keys must be strings, not {shown(key)}")
             if value is None:
                 raise InvalidArgument(
-                    f"{field}.{key}", "must be omitted rather than null"
+                    f"{field}.{_location([key])}", "must be omitted rather than null"
                 )
         try:
             return cls.model_validate(dict(data))
@@ -253,6 +253,12 @@ _RULES = {
 
 def _invalid_argument(field: str, error: ValidationError) -> InvalidArgument:
     first = error.errors(include_url=False, include_context=False)[0]
-    location = ".".join(str(part) for part in first["loc"])
+    location = _location(first["loc"])
     message = _RULES.get(first["type"]) or first["msg"].removeprefix("Value error, ")
     return InvalidArgument(f"{field}.{location}" if location else field, message)
+
+
+def _location(parts: Iterable[object]) -> str:
+    # Keys come from the caller and can be megabytes long: name them by their start.
+    texts = (str(part) for part in parts)
+    return ".".join(text if len(text) <= 40 else text[:40] + "..." for text in texts)

@@ -179,7 +179,7 @@ descriptors = st.one_of(
     st.builds(
         lambda base, key, value: {**base, key: value},
         _valid_descriptor,
-        st.one_of(st.sampled_from(_DESCRIPTOR_FIELDS), small_texts),
+        st.one_of(st.sampled_from(_DESCRIPTOR_FIELDS), texts),
         st.one_of(values, _near([MANIFEST, VALID_DIGEST])),
     ),
     # One field missing.
