@@ -24,7 +24,8 @@ from evidence import log_rows, positions, view
 from sizes import CONTENTION_NAMES, CRASH_ROUNDS
 
 from conftest import descriptor
-from imageledger import AuditEntry, ImageStore
+from imageledger import AuditEntry, Descriptor, ImageStore
+from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.image import image_id
 from imageledger.errors import ImageNotFound
 from imageledger.infrastructure.sqlite_views import REBUILD_BATCH
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.reliability
 
 NAMES = CONTENTION_NAMES
 SEED_EVENTS = REBUILD_BATCH + 1  # so a rebuild takes two batches at least
+SEED_NAMES = 100
 WRITE_KILL_DELAY = 0.25  # at most this long after READY, in writer rounds
 REBUILD_KILL_DELAY = 1.0
 
@@ -41,14 +43,12 @@ def test_killed_writers_and_rebuilds_lose_no_acknowledged_write(
     db_path: Path,
 ) -> None:
     rng = random.Random(20261128)
-    with ImageStore.open(db_path) as store:
-        for i in range(SEED_EVENTS):
-            store.register(f"seed/app{i % 2000}:v1", descriptor(i))
+    _seed(db_path, SEED_EVENTS)
     acked: list[dict[str, Any]] = []  # every write acknowledged so far
     rebuilds_interrupted = rebuild_rounds = unacknowledged = 0
 
     # Each round's child is started (it imports and opens the store, then
-    # waits) while the previous round is being checked: the run stays short.
+    # waits for a line) while the previous round is being checked.
     upcoming: Child | None = _start(db_path, 0)
     try:
         for round_ in range(CRASH_ROUNDS):
@@ -83,6 +83,32 @@ def test_killed_writers_and_rebuilds_lose_no_acknowledged_write(
     )
 
 
+def _seed(db: Path, count: int) -> None:
+    """`count` events over a hundred names, each name's events in one commit.
+
+    They go through the store's own write path (events, view and tracking in
+    one transaction), only many to a commit: the test needs a log long enough
+    for a slow rebuild, not thousands of fsyncs to make it.
+    """
+    per_name = -(-count // SEED_NAMES)
+    with ImageStore.open(db) as store:
+        for k in range(-(-count // per_name)):
+            numbers = range(k * per_name, min((k + 1) * per_name, count))
+            targets = [Descriptor.from_oci(descriptor(n)) for n in numbers]
+            image = ImageAggregate.register_new(
+                namespace="default",
+                name=f"seed/app{k}:v1",
+                target=targets[0],
+                labels={},
+                actor="seed",
+                reason=None,
+            )
+            for target in targets[1:]:
+                image.register(target, {}, actor="seed", reason=None)
+            store._log.append(image)
+    assert len(log_rows(db)) == count
+
+
 def _kind(round_: int) -> str:
     if round_ % 10 == 9:
         return "rebuild-paused"
@@ -95,13 +121,13 @@ def _start(db: Path, round_: int) -> Child:
         child = Child("register-loop", db, round_, NAMES, "--gate")
     else:
         child = Child("rebuild", db, "--gate", *(["--pause"] * (kind != "rebuild")))
-    child.wait_ready()
     return child
 
 
 def _run_and_kill(child: Child, kind: str, rng: random.Random) -> list[str]:
     """Let the child work, SIGKILL it; return the complete lines it printed."""
     try:
+        child.wait_ready()
         child.send()
         if kind == "rebuild-paused":  # killed between two batches
             progress = child.line()
