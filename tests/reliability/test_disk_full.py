@@ -98,7 +98,7 @@ def test_a_write_that_cannot_get_space_says_disk_full_and_changes_nothing(
         assert view(store) == store.replay()
 
 
-def test_deletes_and_retargets_fail_cleanly_when_full_and_succeed_after(
+def test_retargets_fail_cleanly_when_full_and_deletes_succeed_with_space(
     db_path: Path,
 ) -> None:
     acked: list[str] = []
