@@ -29,6 +29,7 @@ from imageledger.domain.errors import (
     ImageLedgerError,
     ImageNotFound,
     InvalidArgument,
+    shown,
 )
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
@@ -51,6 +52,9 @@ from imageledger.storage_errors import (
 
 DEFAULT_DB = "imageledger.db"
 MAX_ATTEMPTS = 50  # optimistic retries when another writer moved the same name
+# SQLite keeps the busy timeout as an int of milliseconds; a day is plenty.
+MAX_LOCK_TIMEOUT = 86_400
+MAX_POSITION = 2**63 - 1  # versions and log positions are SQLite integers
 
 Expect = Literal["absent"] | int | None
 When = int | datetime
@@ -73,8 +77,8 @@ class ImageStore:
         """Open (or create) the store at `location`.
 
         `location` defaults to $IMAGELEDGER_DB, else ./imageledger.db.
-        `lock_timeout` (seconds a write waits for another process's write lock)
-        defaults to $IMAGELEDGER_LOCK_TIMEOUT, else 5.
+        `lock_timeout` (seconds, up to a day, that a write waits for another
+        process's write lock) defaults to $IMAGELEDGER_LOCK_TIMEOUT, else 5.
         Raises StoreError if the file is not an imageledger store, was written by a
         newer version, or cannot be created; nothing is changed in that case.
         """
@@ -353,11 +357,15 @@ def _validate_expect(expect: object, *, allow_absent: bool) -> Expect:
         return None
     if allow_absent and expect == "absent":
         return "absent"
-    if isinstance(expect, int) and not isinstance(expect, bool) and expect >= 0:
+    if (
+        isinstance(expect, int)
+        and not isinstance(expect, bool)
+        and 0 <= expect <= MAX_POSITION
+    ):
         return expect
     allowed = "None, 'absent' or" if allow_absent else "None or"
     raise InvalidArgument(
-        "expect", f"must be {allowed} a version number, not {expect!r}"
+        "expect", f"must be {allowed} a version number, not {shown(expect)}"
     )
 
 
@@ -367,7 +375,7 @@ def _validate_when(when: object) -> tuple[int | None, datetime | None]:
     if isinstance(when, int) and not isinstance(when, bool):
         if when < 0:
             raise InvalidArgument("until", "a log position must not be negative")
-        return when, None
+        return min(when, MAX_POSITION), None  # beyond the head is the whole log
     if isinstance(when, datetime):
         return None, when if when.tzinfo else when.replace(tzinfo=UTC)
     raise InvalidArgument(
@@ -405,10 +413,16 @@ def _lock_timeout(value: float | None) -> float:
             value = float(text)
         except ValueError:
             raise InvalidArgument(
-                "IMAGELEDGER_LOCK_TIMEOUT", f"{text!r} is not a number of seconds"
+                "IMAGELEDGER_LOCK_TIMEOUT", f"{shown(text)} is not a number of seconds"
             ) from None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-        raise InvalidArgument("lock_timeout", "must be a number of seconds, 0 or more")
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_LOCK_TIMEOUT  # also refuses nan
+    ):
+        raise InvalidArgument(
+            "lock_timeout", f"must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}"
+        )
     return float(value)
 
 
@@ -422,6 +436,12 @@ def _location_text(location: object) -> str:
         raise InvalidArgument("location", "must be a non-empty text path")
     if "\x00" in text:
         raise InvalidArgument("location", "must not contain NUL characters")
+    try:
+        os.fsencode(text)  # lone surrogates other than undecodable bytes
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            "location", "is not a file name this system can encode"
+        ) from None
     return text
 
 
