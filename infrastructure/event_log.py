@@ -21,9 +21,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from imageledger.domain.image import Image, image_id
-from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
-from imageledger.infrastructure.sqlite_views import Progress
-from imageledger.projections.current_view import CurrentView
+from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
 
 PAGE = 1000
 
@@ -33,7 +31,7 @@ class EventLog(Application[UUID]):
 
     name = "imageledger"
 
-    def __init__(self, factory: LedgerSQLiteFactory) -> None:
+    def __init__(self, factory: StoreFactory) -> None:
         self._factory = factory
         super().__init__()
 
@@ -43,13 +41,14 @@ class EventLog(Application[UUID]):
         return Environment(name, {})
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
-        return self._factory
+        # Both our factories are eventsourcing factories (SQLite or PostgreSQL).
+        return cast(InfrastructureFactory[Any], self._factory)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self._factory.mapper_instance
 
     def construct_recorder(self) -> ApplicationRecorder:
-        return self._factory.recorder
+        return cast(ApplicationRecorder, self._factory.recorder)
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         # The recorder folds these into the live views inside the write.
@@ -63,7 +62,7 @@ class EventLog(Application[UUID]):
     # What the image store uses.
 
     @property
-    def current_view(self) -> CurrentView:
+    def current_view(self) -> StoreView:
         return self._factory.current_view
 
     def load(self, namespace: str, name: str) -> Image | None:
