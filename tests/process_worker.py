@@ -16,7 +16,6 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from imageledger import Image, ImageStore
@@ -61,13 +60,13 @@ def written(image: Image) -> dict[str, Any]:
     }
 
 
-def register(db: Path, name: str, number: int, gate: bool) -> None:
+def register(db: str, name: str, number: int, gate: bool) -> None:
     with ImageStore.open(db) as store:
         wait_for_go(gate)
         emit(written(store.register(name, descriptor(number), {"n": str(number)})))
 
 
-def get(db: Path, name: str, gate: bool) -> None:
+def get(db: str, name: str, gate: bool) -> None:
     with ImageStore.open(db) as store:
 
         def look() -> str:
@@ -82,7 +81,7 @@ def get(db: Path, name: str, gate: bool) -> None:
         emit(look())
 
 
-def upserts(db: Path, worker: int, count: int, names: list[str], gate: bool) -> None:
+def upserts(db: str, worker: int, count: int, names: list[str], gate: bool) -> None:
     """`count` plain registers, round-robin over `names` from an offset per worker.
 
     Every write carries this worker's id and its sequence number in the labels
@@ -97,7 +96,7 @@ def upserts(db: Path, worker: int, count: int, names: list[str], gate: bool) -> 
             emit(written(image))
 
 
-def increments(db: Path, name: str, count: int, gate: bool) -> None:
+def increments(db: str, name: str, count: int, gate: bool) -> None:
     """Compare-and-swap `count` increments of the label "counter" on `name`.
 
     Read the image (or its absence), write counter+1 on the condition that the
@@ -138,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     def mode(name: str, job: Callable[..., None], help: str) -> argparse.ArgumentParser:
         sub = modes.add_parser(name, help=help)
         sub.set_defaults(job=job)
-        sub.add_argument("db", type=Path)
+        sub.add_argument("db")
         sub.add_argument(
             "--gate", action="store_true", help="print READY, wait for stdin"
         )

@@ -156,15 +156,15 @@ def acks_of(worker: int, lines: list[str]) -> list[Ack]:
 
 
 def test_a_child_process_write_is_seen_by_a_store_opened_before_it(
-    workers: Workers, db_path: Path
+    workers: Workers, location: str
 ) -> None:
     name = "registry.example/team/app:v1"
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         with pytest.raises(ImageNotFound):
             store.get(name)  # the parent's connection has read the store before
         assert list(store.list()) == []
 
-        printed = json.loads(workers.run("register", db_path, name, "7")[0])
+        printed = json.loads(workers.run("register", location, name, "7")[0])
 
         image = store.get(name)
         assert printed == {
@@ -183,11 +183,11 @@ def test_a_child_process_write_is_seen_by_a_store_opened_before_it(
 
 
 def test_a_parent_write_is_seen_by_a_child_process_that_opened_before_it(
-    workers: Workers, db_path: Path
+    workers: Workers, location: str
 ) -> None:
     name = "registry.example/team/app:v2"
-    with ImageStore.open(db_path) as store:
-        child = workers.start_gated("get", db_path, name)
+    with ImageStore.open(location) as store:
+        child = workers.start_gated("get", location, name)
         assert child.before == [NOT_FOUND]  # the child's store has read it already
 
         store.register(name, descriptor(3))
@@ -197,12 +197,12 @@ def test_a_parent_write_is_seen_by_a_child_process_that_opened_before_it(
 
 
 def test_concurrent_upserts_lose_no_acknowledged_write(
-    workers: Workers, db_path: Path, log_rows: Callable[[], list[tuple[Any, ...]]]
+    workers: Workers, location: str, log_rows: Callable[[], list[tuple[Any, ...]]]
 ) -> None:
-    ImageStore.open(db_path).close()  # create it once, not in a race of four
+    ImageStore.open(location).close()  # create it once, not in a race of four
     gated = [
         workers.start_gated(
-            "upserts", db_path, str(w), str(UPSERTS_PER_WORKER), *SHARED_NAMES
+            "upserts", location, str(w), str(UPSERTS_PER_WORKER), *SHARED_NAMES
         )
         for w in range(WORKERS)
     ]
@@ -224,7 +224,7 @@ def test_concurrent_upserts_lose_no_acknowledged_write(
         assert ack.version > last_seen.get(key, 0), ack
         last_seen[key] = ack.version
 
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         histories = {name: store.history(name) for name in SHARED_NAMES}
         for name, history in histories.items():
             versions = [entry.version for entry in history]
@@ -254,12 +254,12 @@ def test_concurrent_upserts_lose_no_acknowledged_write(
 
 
 def test_concurrent_compare_and_swap_increments_lose_no_update(
-    workers: Workers, db_path: Path
+    workers: Workers, location: str
 ) -> None:
-    ImageStore.open(db_path).close()
+    ImageStore.open(location).close()
     gated = [
         workers.start_gated(
-            "increments", db_path, COUNTER_NAME, str(INCREMENTS_PER_WORKER)
+            "increments", location, COUNTER_NAME, str(INCREMENTS_PER_WORKER)
         )
         for _ in range(WORKERS)
     ]
@@ -268,7 +268,7 @@ def test_concurrent_compare_and_swap_increments_lose_no_update(
     assert succeeded == [INCREMENTS_PER_WORKER] * WORKERS
     total = sum(succeeded)
 
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         image = store.get(COUNTER_NAME)
         assert image.labels == {"counter": str(total)}
         assert image.version == total
@@ -307,9 +307,9 @@ def test_processes_creating_a_new_store_at_once_all_succeed(tmp_path: Path) -> N
 
 
 def test_writes_by_another_process_during_a_rebuild_end_up_in_the_view(
-    workers: Workers, db_path: Path
+    workers: Workers, location: str
 ) -> None:
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         for i in range(6_000):  # two rebuild batches of 5,000
             store.register(f"seed/app{i % 3000}:v1", descriptor(i))
     # Between the rebuild's batches, another process retargets names the first
@@ -319,9 +319,9 @@ def test_writes_by_another_process_during_a_rebuild_end_up_in_the_view(
 
     def write_from_another_process(done: int, total: int) -> None:
         if not written:
-            written.append(workers.run("upserts", db_path, "7", "30", *names))
+            written.append(workers.run("upserts", location, "7", "30", *names))
 
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         assert store.rebuild(write_from_another_process) == 6_030
         expected = store.replay()
         assert {(i.namespace, i.name): i for i in store.list()} == expected
