@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import traceback
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from imageledger.errors import Conflict, ImageNotFound
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 READY = "READY"
 NOT_FOUND = "NOTFOUND"
+DELETE_SHARE = 0.15  # of the `mixed` mode's operations
 
 
 def digest(n: int) -> str:
@@ -96,6 +98,41 @@ def upserts(db: str, worker: int, count: int, names: list[str], gate: bool) -> N
             emit(written(image))
 
 
+def mixed(db: str, worker: int, count: int, names: list[str], gate: bool) -> None:
+    """`count` operations on random `names`: mostly retargets, some deletes.
+
+    Each operation carries actor "w<worker>" and reason "<seq>", so every
+    acknowledged one can be found in the log; each prints one JSON line:
+    {"op": "register", "seq", "name", "version", "digest"} or
+    {"op": "delete", "seq", "name", "deleted": whether it found the name}.
+    """
+    rng = random.Random(worker)
+    with ImageStore.open(db) as store:
+        wait_for_go(gate)
+        for seq in range(count):
+            name = rng.choice(names)
+            common = {"actor": f"w{worker}", "reason": str(seq)}
+            if rng.random() < DELETE_SHARE:
+                try:
+                    store.delete(name, **common)
+                except ImageNotFound:
+                    emit({"op": "delete", "seq": seq, "name": name, "deleted": False})
+                else:
+                    emit({"op": "delete", "seq": seq, "name": name, "deleted": True})
+                continue
+            number = upsert_number(worker, seq)
+            image = store.register(name, descriptor(number), **common)
+            emit(
+                {
+                    "op": "register",
+                    "seq": seq,
+                    "name": name,
+                    "version": image.version,
+                    "digest": image.target.digest,
+                }
+            )
+
+
 def increments(db: str, name: str, count: int, gate: bool) -> None:
     """Compare-and-swap `count` increments of the label "counter" on `name`.
 
@@ -149,6 +186,10 @@ def parser() -> argparse.ArgumentParser:
     sub = mode("get", get, "print the digest NAME points at, or NOTFOUND")
     sub.add_argument("name")
     sub = mode("upserts", upserts, "COUNT plain registers over NAMES, one line each")
+    sub.add_argument("worker", type=int)
+    sub.add_argument("count", type=int)
+    sub.add_argument("names", nargs="+")
+    sub = mode("mixed", mixed, "COUNT random retargets and deletes over NAMES")
     sub.add_argument("worker", type=int)
     sub.add_argument("count", type=int)
     sub.add_argument("names", nargs="+")
