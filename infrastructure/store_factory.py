@@ -12,6 +12,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
+from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.projections.current_view import CurrentImage, Image
 
@@ -19,8 +20,8 @@ Progress = Callable[[int, int], None]
 """Called as progress(events folded so far, events in the log when it started)."""
 
 
-class StoreView(Protocol):
-    """The current view as the event log uses it."""
+class StoreView(LiveView, Protocol):
+    """The current view as the event log uses it (and a live view of the writes)."""
 
     def get(self, namespace: str, name: str) -> Image | None:
         """The live image, or None when the name is absent or deleted."""
@@ -33,12 +34,18 @@ class StoreView(Protocol):
     ) -> tuple[CurrentImage | None, int]:
         """The view's state of a name and its stream's last version, in one read."""
 
+    def catch_up(self) -> int:
+        """Fold the events the view has not seen yet; return how many."""
+
     def rebuild(self, progress: Progress | None = None) -> int:
         """Refold the view from the log; return the number of events folded."""
 
 
 class StoreRecorder(Protocol):
-    """The reads of the event recorder beyond eventsourcing's own interface."""
+    """The event recorder as the store uses it, beyond eventsourcing's interface."""
+
+    live_views: list[LiveView]
+    """Called in each write's transaction with the events and their positions."""
 
     def select_stream(self, originator_id: UUID) -> list[Notification]:
         """Every event of one aggregate, oldest first, with its log position."""
