@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
-from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresProcessRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
@@ -54,6 +54,13 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
                 schema, Identifier(EVENTS_TABLE)
             ),
         ]
+        # Sent as one simple query: a round trip instead of eventsourcing's three.
+        self.lock_and_notify_statement = SQL("; ").join(
+            [
+                *self.lock_table_statements,
+                SQL("NOTIFY {}").format(Identifier(self.channel_name)),
+            ]
+        )
         self.select_stream_statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
             "FROM {}.{} WHERE originator_id = %s ORDER BY originator_version"
@@ -89,6 +96,18 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
         for view in self.live_views:
             view.apply(c, recorded)
         return positions
+
+    def _insert_stored_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> None:
+        # What eventsourcing's does (lock, NOTIFY, INSERT), in two round trips.
+        curs.execute(self.lock_and_notify_statement)
+        PostgresAggregateRecorder._insert_stored_events(
+            self, curs, stored_events, **kwargs
+        )
 
     def select_stream(self, originator_id: UUID) -> list[Notification]:
         """Every event of one aggregate, oldest first, with its log position."""
