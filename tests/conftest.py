@@ -118,6 +118,34 @@ def location(request: pytest.FixtureRequest, db_path: Path) -> str:
     return url
 
 
+@pytest.fixture(params=BACKENDS)
+def new_location(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], str]]:
+    """Makes the location of a new, empty store at each call (for property tests)."""
+    made: list[str] = []
+    if request.param == "sqlite":
+
+        def make_file() -> str:
+            made.append(str(tmp_path / f"store-{len(made)}.db"))
+            return made[-1]
+
+        yield make_file
+        return
+    server: str = request.getfixturevalue("postgres_server")
+
+    def make() -> str:
+        made.append(f"t_{uuid.uuid4().hex[:16]}")
+        return with_schema(server, made[-1])
+
+    yield make
+    import psycopg
+
+    with psycopg.connect(server, autocommit=True) as connection:
+        for schema in made:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 @pytest.fixture
 def store(location: str) -> Iterator[ImageStore]:
     with ImageStore.open(location) as opened:
