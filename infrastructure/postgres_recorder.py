@@ -63,7 +63,8 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
         )
         self.select_stream_statement = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {}.{} WHERE originator_id = %s ORDER BY originator_version"
+            "FROM {}.{} WHERE originator_id = %s AND originator_version > %s "
+            "ORDER BY originator_version"
         ).format(schema, Identifier(EVENTS_TABLE))
 
     def insert_events(
@@ -109,10 +110,11 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
             self, curs, stored_events, **kwargs
         )
 
-    def select_stream(self, originator_id: UUID) -> list[Notification]:
-        """Every event of one aggregate, oldest first, with its log position."""
+    def select_stream(self, originator_id: UUID, gt: int = 0) -> list[Notification]:
+        """The events of one aggregate after version `gt`, oldest first, with
+        their log positions."""
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.select_stream_statement, (originator_id,))
+            curs.execute(self.select_stream_statement, (originator_id, gt))
             return [notification_from_row(row) for row in curs.fetchall()]
 
 
