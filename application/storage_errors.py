@@ -38,7 +38,7 @@ def describe(error: Exception) -> str:
     """A user's message for a driver error: busy, full, read-only, damaged."""
     text = str(error)
     lowered = text.lower()
-    if "locked" in lowered or "busy" in lowered:
+    if "locked" in lowered or "busy" in lowered or "lock timeout" in lowered:
         return (
             f"database is busy: another process held the write lock too long ({text})"
         )

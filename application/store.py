@@ -42,6 +42,7 @@ from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
+from imageledger.infrastructure.store_factory import StoreFactory
 from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
@@ -74,23 +75,30 @@ class ImageStore:
         *,
         lock_timeout: float | None = None,
     ) -> ImageStore:
-        """Open (or create) the store at `location`.
+        """Open (or create) the store at `location`: an SQLite file path, or a
+        PostgreSQL URL (`postgresql://user:password@host:port/dbname`, optionally
+        with `?schema=NAME`; needs `pip install 'imageledger[postgres]'`).
 
         `location` defaults to $IMAGELEDGER_DB, else ./imageledger.db.
         `lock_timeout` (seconds, up to a day, that a write waits for another
         process's write lock) defaults to $IMAGELEDGER_LOCK_TIMEOUT, else 5.
-        Raises StoreError if the file is not an imageledger store, was written by a
-        newer version, or cannot be created; nothing is changed in that case.
+        Raises StoreError if the file or schema is not an imageledger store, was
+        written by a newer version, or cannot be created or reached; nothing is
+        changed in that case.
         """
         if location is None:
             location = os.environ.get("IMAGELEDGER_DB") or DEFAULT_DB
         text = _location_text(location)
-        if "://" in text:
+        postgres = _is_postgres_url(text)
+        if "://" in text and not postgres:
             raise StoreError(
-                f"cannot open {_redact(text)!r}: only SQLite file paths are supported"
+                f"cannot open {_redact(text)!r}: only SQLite file paths and "
+                "postgresql:// URLs are supported"
             )
         timeout = _lock_timeout(lock_timeout)
         with _storage_errors():
+            if postgres:
+                return cls(EventLog(_postgres_factory(text, timeout)))
             return cls(EventLog(LedgerSQLiteFactory(Path(text), lock_timeout=timeout)))
 
     def close(self) -> None:
@@ -443,6 +451,24 @@ def _location_text(location: object) -> str:
             "location", "is not a file name this system can encode"
         ) from None
     return text
+
+
+def _is_postgres_url(location: str) -> bool:
+    scheme, sep, _ = location.partition("://")
+    return bool(sep) and scheme.lower() in ("postgresql", "postgres")
+
+
+def _postgres_factory(url: str, lock_timeout: float) -> StoreFactory:
+    # Imported here: SQLite users and the command line's start-up never load
+    # psycopg, and the base install works without the postgres extra.
+    try:
+        from imageledger.infrastructure.postgres_factory import LedgerPostgresFactory
+    except ImportError as e:
+        raise StoreError(
+            f"cannot open {_redact(url)!r}: PostgreSQL support is not installed "
+            f"({e}); install it with: pip install 'imageledger[postgres]'"
+        ) from e
+    return LedgerPostgresFactory(url, lock_timeout=lock_timeout)
 
 
 def _os_user() -> str:

@@ -8,7 +8,7 @@ live views and their positions in one transaction), and how to read the log.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
@@ -21,11 +21,8 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from imageledger.domain.image import Image, image_id
-from imageledger.infrastructure import sqlite_chain
 from imageledger.infrastructure.hash_chain import ChainWalk
-from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
-from imageledger.infrastructure.sqlite_views import Progress
-from imageledger.projections.current_view import CurrentView
+from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
 
 PAGE = 1000
 
@@ -35,7 +32,7 @@ class EventLog(Application[UUID]):
 
     name = "imageledger"
 
-    def __init__(self, factory: LedgerSQLiteFactory) -> None:
+    def __init__(self, factory: StoreFactory) -> None:
         self._factory = factory
         super().__init__()
 
@@ -45,13 +42,14 @@ class EventLog(Application[UUID]):
         return Environment(name, {})
 
     def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
-        return self._factory
+        # Both our factories are eventsourcing factories (SQLite or PostgreSQL).
+        return cast(InfrastructureFactory[Any], self._factory)
 
     def construct_mapper(self) -> Mapper[UUID]:
         return self._factory.mapper_instance
 
     def construct_recorder(self) -> ApplicationRecorder:
-        return self._factory.recorder
+        return cast(ApplicationRecorder, self._factory.recorder)
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         # The recorder folds these into the live views inside the write.
@@ -65,7 +63,7 @@ class EventLog(Application[UUID]):
     # What the image store uses.
 
     @property
-    def current_view(self) -> CurrentView:
+    def current_view(self) -> StoreView:
         return self._factory.current_view
 
     def load(self, namespace: str, name: str) -> Image | None:
@@ -140,15 +138,9 @@ class EventLog(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def checkpoint(self) -> tuple[int, bytes]:
-        """The log's last position and its link (see sqlite_chain.checkpoint)."""
-        return sqlite_chain.checkpoint(self._factory.current_view.datastore)
+        """The log's last position and its link in the hash chain."""
+        return self._factory.checkpoint()
 
     def verify(self, checkpoint: tuple[int, bytes] | None = None) -> ChainWalk:
-        """Check the chain, the checkpoint and the views (see sqlite_chain.verify)."""
-        factory = self._factory
-        return sqlite_chain.verify(
-            factory.current_view.datastore,
-            factory.mapper_instance,
-            factory.current_view,
-            checkpoint,
-        )
+        """Check the chain, the checkpoint and the views; see StoreFactory.verify."""
+        return self._factory.verify(checkpoint)

@@ -7,6 +7,8 @@ from pathlib import Path
 from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.utils import Environment
 
+from imageledger.infrastructure import sqlite_chain
+from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_chain import CREATE_STATEMENT, add_chain
 from imageledger.infrastructure.sqlite_datastore import (
@@ -53,6 +55,19 @@ class LedgerSQLiteFactory(SQLiteFactory):
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
             raise
+
+    def checkpoint(self) -> tuple[int, bytes]:
+        """The log's last position and its link (see sqlite_chain.checkpoint)."""
+        return sqlite_chain.checkpoint(self.current_view.datastore)
+
+    def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
+        """Check the chain, the checkpoint and the view (see sqlite_chain.verify)."""
+        return sqlite_chain.verify(
+            self.current_view.datastore,
+            self.mapper_instance,
+            self.current_view,
+            checkpoint,
+        )
 
     def _initialize(self) -> FileState:
         statements = [

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Literal
 
 from imageledger import Image, ImageStore
@@ -25,6 +25,7 @@ from imageledger.errors import Conflict, ImageNotFound
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 READY = "READY"
 NOT_FOUND = "NOTFOUND"
+DELETE_SHARE = 0.15  # of the `mixed` mode's operations
 
 
 def digest(n: int) -> str:
@@ -61,13 +62,13 @@ def written(image: Image) -> dict[str, Any]:
     }
 
 
-def register(db: Path, name: str, number: int, gate: bool) -> None:
+def register(db: str, name: str, number: int, gate: bool) -> None:
     with ImageStore.open(db) as store:
         wait_for_go(gate)
         emit(written(store.register(name, descriptor(number), {"n": str(number)})))
 
 
-def get(db: Path, name: str, gate: bool) -> None:
+def get(db: str, name: str, gate: bool) -> None:
     with ImageStore.open(db) as store:
 
         def look() -> str:
@@ -82,7 +83,7 @@ def get(db: Path, name: str, gate: bool) -> None:
         emit(look())
 
 
-def upserts(db: Path, worker: int, count: int, names: list[str], gate: bool) -> None:
+def upserts(db: str, worker: int, count: int, names: list[str], gate: bool) -> None:
     """`count` plain registers, round-robin over `names` from an offset per worker.
 
     Every write carries this worker's id and its sequence number in the labels
@@ -97,7 +98,42 @@ def upserts(db: Path, worker: int, count: int, names: list[str], gate: bool) -> 
             emit(written(image))
 
 
-def increments(db: Path, name: str, count: int, gate: bool) -> None:
+def mixed(db: str, worker: int, count: int, names: list[str], gate: bool) -> None:
+    """`count` operations on random `names`: mostly retargets, some deletes.
+
+    Each operation carries actor "w<worker>" and reason "<seq>", so every
+    acknowledged one can be found in the log; each prints one JSON line:
+    {"op": "register", "seq", "name", "version", "digest"} or
+    {"op": "delete", "seq", "name", "deleted": whether it found the name}.
+    """
+    rng = random.Random(worker)
+    with ImageStore.open(db) as store:
+        wait_for_go(gate)
+        for seq in range(count):
+            name = rng.choice(names)
+            common = {"actor": f"w{worker}", "reason": str(seq)}
+            if rng.random() < DELETE_SHARE:
+                try:
+                    store.delete(name, **common)
+                except ImageNotFound:
+                    emit({"op": "delete", "seq": seq, "name": name, "deleted": False})
+                else:
+                    emit({"op": "delete", "seq": seq, "name": name, "deleted": True})
+                continue
+            number = upsert_number(worker, seq)
+            image = store.register(name, descriptor(number), **common)
+            emit(
+                {
+                    "op": "register",
+                    "seq": seq,
+                    "name": name,
+                    "version": image.version,
+                    "digest": image.target.digest,
+                }
+            )
+
+
+def increments(db: str, name: str, count: int, gate: bool) -> None:
     """Compare-and-swap `count` increments of the label "counter" on `name`.
 
     Read the image (or its absence), write counter+1 on the condition that the
@@ -138,7 +174,7 @@ def parser() -> argparse.ArgumentParser:
     def mode(name: str, job: Callable[..., None], help: str) -> argparse.ArgumentParser:
         sub = modes.add_parser(name, help=help)
         sub.set_defaults(job=job)
-        sub.add_argument("db", type=Path)
+        sub.add_argument("db")
         sub.add_argument(
             "--gate", action="store_true", help="print READY, wait for stdin"
         )
@@ -150,6 +186,10 @@ def parser() -> argparse.ArgumentParser:
     sub = mode("get", get, "print the digest NAME points at, or NOTFOUND")
     sub.add_argument("name")
     sub = mode("upserts", upserts, "COUNT plain registers over NAMES, one line each")
+    sub.add_argument("worker", type=int)
+    sub.add_argument("count", type=int)
+    sub.add_argument("names", nargs="+")
+    sub = mode("mixed", mixed, "COUNT random retargets and deletes over NAMES")
     sub.add_argument("worker", type=int)
     sub.add_argument("count", type=int)
     sub.add_argument("names", nargs="+")

@@ -1,5 +1,5 @@
 """End to end: the installed `imageledger` console script, run in a subprocess
-against a real database file. Each test asserts the exit code, stdout and stderr."""
+against a real database (a file, and a PostgreSQL schema). Each test asserts the exit code, stdout and stderr."""
 
 from __future__ import annotations
 
@@ -37,15 +37,16 @@ RICH = {
 
 
 @pytest.fixture
-def run(tmp_path: Path, db_path: Path) -> Run:
-    """Run the console script in tmp_path on db_path; no IMAGELEDGER_* leaks in."""
+def run(tmp_path: Path, location: str) -> Run:
+    """Run the console script in tmp_path on the test's store (an SQLite file or a
+    PostgreSQL URL: every test that runs it runs on both); no IMAGELEDGER_* leaks in."""
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELEDGER_")}
 
     def run_script(
         *args: str, stdin: str | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(SCRIPT), "--db", str(db_path), *args],
+            [str(SCRIPT), "--db", location, *args],
             input=stdin,
             env={**base_env, **(env or {})},
             cwd=tmp_path,
@@ -103,9 +104,9 @@ def test_register_of_the_same_target_writes_nothing(run: Run, log_rows: Any) -> 
     assert log_rows() == rows
 
 
-def test_get_prints_a_table_with_version_and_labels(run: Run, db_path: Path) -> None:
+def test_get_prints_a_table_with_version_and_labels(run: Run, location: str) -> None:
     ok(run(*register_args("app:prod", 1, "--label", "team=web", "--label", "a=")))
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         updated = when(store.get("app:prod").updated_at)
     expected = (
         f"NAME      {'DIGEST':71}  {'MEDIATYPE':42}  SIZE  {'UPDATED':20}  VERSION  LABELS\n"
@@ -115,10 +116,10 @@ def test_get_prints_a_table_with_version_and_labels(run: Run, db_path: Path) -> 
     assert ok(run("inspect", "app:prod")) == expected
 
 
-def test_list_prints_an_aligned_table_sorted_by_name(run: Run, db_path: Path) -> None:
+def test_list_prints_an_aligned_table_sorted_by_name(run: Run, location: str) -> None:
     ok(run(*register_args("zeta:1", 2)))
     ok(run(*register_args("alpha:1", 1)))
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         a, z = (when(store.get(n).updated_at) for n in ("alpha:1", "zeta:1"))
     assert ok(run("list")) == (
         f"NAME     {'DIGEST':71}  {'MEDIATYPE':42}  SIZE  UPDATED\n"
@@ -142,7 +143,7 @@ def test_namespace_option_and_environment_select_the_namespace(run: Run) -> None
 
 
 def test_db_defaults_to_the_environment_then_the_working_directory(
-    run: Run, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELEDGER_")}
     other = tmp_path / "other.db"
@@ -191,11 +192,11 @@ def test_annotations_given_as_options_land_on_the_descriptor(run: Run) -> None:
     assert target["annotations"] == {"k": "v", "x": "y=z"}
 
 
-def test_history_prints_who_changed_what_and_why(run: Run, db_path: Path) -> None:
+def test_history_prints_who_changed_what_and_why(run: Run, location: str) -> None:
     ok(run(*register_args("app:prod", 1, "--actor", "ci", "--reason", "release 1")))
     ok(run(*register_args("app:prod", 2, "--actor", "bob")))
     ok(run("rm", "app:prod", "--actor", "alice", "--reason", "retired"))
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         t = [when(entry.timestamp) for entry in store.history("app:prod")]
     assert ok(run("history", "app:prod")) == (
         f"POSITION  VERSION  KIND        {'DIGEST':71}  {'TIMESTAMP':20}  ACTOR  REASON\n"
@@ -284,15 +285,15 @@ def test_rebuild_reports_the_events_folded_and_is_quiet_when_piped(run: Run) -> 
 
 
 def test_rebuild_draws_a_progress_bar_when_stderr_is_a_terminal(
-    run: Run, db_path: Path, tmp_path: Path
+    run: Run, location: str, tmp_path: Path
 ) -> None:
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         for n in range(3):
             store.register(f"app:{n}", descriptor(n))
     primary, secondary = pty.openpty()
     try:
         result = subprocess.run(
-            [str(SCRIPT), "--db", str(db_path), "rebuild"],
+            [str(SCRIPT), "--db", location, "rebuild"],
             stderr=secondary,
             stdout=subprocess.PIPE,
             text=True,

@@ -25,6 +25,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "pydantic",
         "eventsourcing",
         "orjson",
+        "psycopg",  # the postgres extra; imported only when a URL is opened
     ),
 }
 

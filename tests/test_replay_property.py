@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import random
-import sqlite3
-import tempfile
-from pathlib import Path
+from collections.abc import Callable
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import descriptor
@@ -63,30 +61,32 @@ def check(
     assert {key: (i.target.digest, i.labels) for key, i in current.items()} == model
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(operation, max_size=40))
+# Each example makes a store of its own with `new_location`, so sharing the
+# fixture between examples is what is wanted.
+_FRESH_STORES = [HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=_FRESH_STORES)
+@given(ops=st.lists(operation, max_size=40))
 def test_replay_equals_the_view_after_any_history(
+    new_location: Callable[[], str],
     ops: list[tuple[str, str, str, int, dict[str, str]]],
 ) -> None:
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        ImageStore.open(Path(folder) / "p.db") as store,
-    ):
+    with ImageStore.open(new_location()) as store:
         model: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
         for op in ops:
             apply(store, model, op)
         check(store, model)
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(operation, max_size=30), st.integers(min_value=0, max_value=40))
+@settings(max_examples=25, deadline=None, suppress_health_check=_FRESH_STORES)
+@given(ops=st.lists(operation, max_size=30), cut=st.integers(min_value=0, max_value=40))
 def test_replay_until_a_position_equals_the_view_at_that_moment(
-    ops: list[tuple[str, str, str, int, dict[str, str]]], cut: int
+    new_location: Callable[[], str],
+    ops: list[tuple[str, str, str, int, dict[str, str]]],
+    cut: int,
 ) -> None:
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        ImageStore.open(Path(folder) / "p.db") as store,
-    ):
+    with ImageStore.open(new_location()) as store:
         model: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
         snapshots = {0: view(store)}
         for op in ops:
@@ -98,10 +98,10 @@ def test_replay_until_a_position_equals_the_view_at_that_moment(
 
 
 def test_thousands_of_random_operations_replay_and_rebuild_to_the_view(
-    tmp_path: Path,
+    location: str, run_sql: Callable[[str], None]
 ) -> None:
     rng = random.Random(20261128)
-    db = tmp_path / "many.db"
+    db = location
     model: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
     with ImageStore.open(db) as store:
         for step in range(3000):
@@ -121,10 +121,7 @@ def test_thousands_of_random_operations_replay_and_rebuild_to_the_view(
             apply(store, model, op)
         check(store, model)
         before = view(store)
-        connection = sqlite3.connect(db)
-        with connection:
-            connection.execute("DELETE FROM images")
-        connection.close()
+        run_sql("DELETE FROM images")
         store.rebuild()
         assert view(store) == before
     with ImageStore.open(db) as reopened:

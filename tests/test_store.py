@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import descriptor, digest
+from conftest import descriptor, digest, sqlite_only
 from imageledger import AuditEntry, Descriptor, Image, ImageStore
 from imageledger.errors import Conflict, ImageNotFound, InvalidArgument, StoreError
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteConnectionPool
@@ -218,7 +218,7 @@ def test_replay_refuses_a_bad_point(store: ImageStore, until: Any) -> None:
 
 
 def test_rebuild_restores_an_emptied_view_exactly(
-    store: ImageStore, db_path: Path
+    store: ImageStore, run_sql: Callable[[str], None]
 ) -> None:
     for i in range(30):
         store.register(
@@ -226,10 +226,7 @@ def test_rebuild_restores_an_emptied_view_exactly(
         )
     store.delete("app:3", namespace="ns1")
     before = {ns: list(store.list(namespace=ns)) for ns in ("ns0", "ns1")}
-    connection = sqlite3.connect(db_path)
-    with connection:
-        connection.execute("DELETE FROM images")
-    connection.close()
+    run_sql("DELETE FROM images")
     assert list(store.list(namespace="ns0")) == []
 
     progress: list[tuple[int, int]] = []
@@ -246,18 +243,19 @@ def test_writes_after_a_rebuild_keep_the_view_current(store: ImageStore) -> None
     assert store.replay() == {(i.namespace, i.name): i for i in store.list()}
 
 
-def test_closing_and_reopening_keeps_everything(db_path: Path) -> None:
-    with ImageStore.open(db_path) as store:
+def test_closing_and_reopening_keeps_everything(location: str) -> None:
+    with ImageStore.open(location) as store:
         store.register("a", descriptor(1), {"k": "v"}, actor="ci", reason="r")
         store.register("b", descriptor(2))
         store.delete("b")
         listed, history = list(store.list()), store.history("b")
-    with ImageStore.open(db_path) as store:
+    with ImageStore.open(location) as store:
         assert list(store.list()) == listed
         assert store.history("b") == history
         assert store.register("b", descriptor(2)).version == 3
 
 
+@sqlite_only
 def test_the_store_file_is_wal_with_durable_commits(
     store: ImageStore, db_path: Path
 ) -> None:
@@ -305,6 +303,7 @@ def test_bad_input_raises_invalid_argument_and_writes_nothing(
     assert store.get("a").version == 1
 
 
+@sqlite_only
 def test_a_held_write_lock_makes_writes_busy_but_not_reads_or_opening(
     db_path: Path, log_rows: Rows
 ) -> None:
@@ -360,41 +359,40 @@ def test_a_write_reads_no_events_of_the_name_however_long_its_history(
     assert any(s.startswith("INSERT INTO stored_events") for s in statements)
 
 
-def _reset_view(db_path: Path) -> None:
+def _reset_view(run_sql: Callable[[str], None]) -> None:
     """Empty the current view and its position, as if it had never run."""
-    connection = sqlite3.connect(db_path)
-    with connection:
-        connection.execute("DELETE FROM images")
-        connection.execute(
-            "UPDATE tracking SET notification_id=0 "
-            "WHERE application_name='current_view'"
-        )
-    connection.close()
+    run_sql("DELETE FROM images")
+    run_sql(
+        "UPDATE tracking SET notification_id=0 WHERE application_name='current_view'"
+    )
 
 
-def test_opening_a_store_whose_view_is_behind_catches_it_up(db_path: Path) -> None:
-    with ImageStore.open(db_path) as store:
+def test_opening_a_store_whose_view_is_behind_catches_it_up(
+    location: str, run_sql: Callable[[str], None]
+) -> None:
+    with ImageStore.open(location) as store:
         store.register("a", descriptor(1))
         store.register("b", descriptor(2))
         store.delete("b")
         before = list(store.list())
-    _reset_view(db_path)
-    with ImageStore.open(db_path) as store:
+    _reset_view(run_sql)
+    with ImageStore.open(location) as store:
         assert list(store.list()) == before
         assert store.register("b", descriptor(3)).version == 3
 
 
 def test_a_write_onto_a_view_that_is_behind_catches_it_up_first(
-    store: ImageStore, db_path: Path
+    store: ImageStore, run_sql: Callable[[str], None]
 ) -> None:
     store.register("a", descriptor(1))
     store.register("b", descriptor(2))
-    _reset_view(db_path)
+    _reset_view(run_sql)
     store.register("c", descriptor(3))
     assert [i.name for i in store.list()] == ["a", "b", "c"]
     assert store.replay() == {(i.namespace, i.name): i for i in store.list()}
 
 
+@sqlite_only
 def test_reader_connections_of_finished_threads_are_released(store: ImageStore) -> None:
     store.register("a", descriptor(1))
     seen: list[int] = []

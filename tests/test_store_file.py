@@ -107,11 +107,12 @@ def test_a_missing_directory_is_refused_without_creating_it(tmp_path: Path) -> N
     assert not (tmp_path / "no").exists()
 
 
-def test_a_url_is_refused_without_showing_its_password() -> None:
+def test_a_url_of_another_database_is_refused_without_showing_its_password() -> None:
     with pytest.raises(StoreError) as caught:
-        ImageStore.open("postgresql://admin:s3cret@db.example:5432/images")
+        ImageStore.open("mysql://admin:s3cret@db.example:3306/images")
     assert "s3cret" not in str(caught.value)
-    assert "admin:***@db.example:5432/images" in str(caught.value)
+    assert "admin:***@db.example:3306/images" in str(caught.value)
+    assert "postgresql:// URLs are supported" in str(caught.value)
 
 
 HOSTILE_TOPIC = "hostile_module:Evil"

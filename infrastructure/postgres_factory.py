@@ -1,0 +1,74 @@
+"""Everything one PostgreSQL store needs, built from a postgresql:// URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.postgres import BasePostgresFactory, PostgresFactory
+from eventsourcing.utils import Environment
+
+from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.hash_chain import ChainWalk
+from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.postgres_datastore import (
+    LedgerPostgresDatastore,
+    connect,
+    parse_url,
+)
+from imageledger.infrastructure.postgres_recorder import LedgerPostgresRecorder
+from imageledger.infrastructure.postgres_schema import (
+    DatabaseState,
+    initialize,
+    inspect_database,
+)
+from imageledger.infrastructure.postgres_views import PostgresCurrentView
+
+
+class LedgerPostgresFactory(PostgresFactory):
+    """eventsourcing's PostgreSQL factory, built from a URL instead of the environment.
+
+    As with SQLite, configuration never comes from environment variables: a
+    POSTGRES_PASSWORD set for some other program must not change what we open.
+    """
+
+    def __init__(self, url: str, *, lock_timeout: float) -> None:
+        self.location = location = parse_url(url)
+        # One plain connection first: a server that cannot be reached, or a
+        # schema that is not a store, fails here with a clear message and
+        # before anything is created.
+        with connect(location) as probe, probe.cursor() as c:
+            state = inspect_database(c, location)
+        # Deliberately not BasePostgresFactory.__init__, which reads the environment.
+        super(BasePostgresFactory, self).__init__(Environment("imageledger", {}))
+        self.datastore = LedgerPostgresDatastore(location, lock_timeout=lock_timeout)
+        try:
+            self.mapper_instance = LedgerMapper()
+            self.recorder = LedgerPostgresRecorder(self.datastore)
+            self.current_view = PostgresCurrentView(
+                self.datastore, self.mapper_instance
+            )
+            self.recorder.live_views.append(self.current_view)
+            if state is DatabaseState.NEW:
+                self._initialize()
+            self.datastore.register_type_adapters()
+            if state is DatabaseState.STORE:
+                self.current_view.catch_up()
+        except BaseException:
+            self.datastore.close()  # a store that failed to open holds nothing
+            raise
+
+    def checkpoint(self) -> tuple[int, bytes]:
+        """Not on PostgreSQL yet: its hash chain is being ported."""
+        raise StoreError("the hash chain is not yet kept on PostgreSQL")
+
+    def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
+        """Not on PostgreSQL yet: its hash chain is being ported."""
+        raise StoreError("the hash chain is not yet kept on PostgreSQL")
+
+    def _initialize(self) -> None:
+        statements: list[Any] = [
+            *self.recorder.sql_create_statements,
+            *self.current_view.create_statements(),
+        ]
+        with self.datastore.transaction(commit=True) as c:
+            initialize(c, self.location, statements)

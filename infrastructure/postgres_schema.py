@@ -1,0 +1,94 @@
+"""What makes a PostgreSQL schema an imageledger store, checked before any write.
+
+PostgreSQL has no header to mark, so a store is marked by a one-row table,
+`imageledger_store`, holding the schema version. A schema (by default `public`)
+with no tables becomes a store; one with the marker is a store if its version
+is not newer than ours; one with other tables and no marker is someone else's
+and is refused untouched (use an empty database, or `?schema=NAME` in the URL).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import Cursor, sql
+from psycopg.rows import DictRow
+
+from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.postgres_datastore import PostgresLocation
+
+SCHEMA_VERSION = 1
+MARKER_TABLE = "imageledger_store"
+
+_TABLES = (
+    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+    "ORDER BY c.relname"
+)
+
+
+class DatabaseState(enum.Enum):
+    NEW = "new"  # no schema, or a schema without tables
+    STORE = "store"  # an imageledger store this version can read
+
+
+def inspect_database(c: Cursor[DictRow], location: PostgresLocation) -> DatabaseState:
+    """Say whether the URL's schema is a new or an existing store; else StoreError."""
+    c.execute(_TABLES, (location.schema,))
+    tables = [row["relname"] for row in c.fetchall()]
+    if MARKER_TABLE not in tables:
+        if not tables:
+            return DatabaseState.NEW
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(
+            f"PostgreSQL at {location.where} is not an imageledger store "
+            f"(schema {location.schema!r} has tables {shown}); use an empty "
+            "database, or a schema of its own with ?schema=NAME in the URL"
+        )
+    c.execute(
+        sql.SQL("SELECT schema_version FROM {}.{}").format(
+            sql.Identifier(location.schema), sql.Identifier(MARKER_TABLE)
+        )
+    )
+    row = c.fetchone()
+    version = 0 if row is None else int(row["schema_version"])
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"PostgreSQL at {location.where} was written by a newer imageledger "
+            f"(schema {version}; this version reads up to {SCHEMA_VERSION}): "
+            "upgrade imageledger"
+        )
+    return DatabaseState.STORE
+
+
+def initialize(
+    c: Cursor[DictRow], location: PostgresLocation, statements: Sequence[Any]
+) -> None:
+    """Create the store in the open transaction, unless a racer already did.
+
+    An advisory lock, held to the end of the transaction, makes processes that
+    create the same store at once take turns; each looks again once it has it.
+    """
+    c.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(%s))",
+        (f"imageledger:{location.schema}",),
+    )
+    if inspect_database(c, location) is DatabaseState.STORE:
+        return
+    schema = sql.Identifier(location.schema)
+    c.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+    for statement in statements:
+        c.execute(statement)
+    c.execute(
+        sql.SQL("CREATE TABLE {}.{} (schema_version integer NOT NULL)").format(
+            schema, sql.Identifier(MARKER_TABLE)
+        )
+    )
+    c.execute(
+        sql.SQL("INSERT INTO {}.{} VALUES (%s)").format(
+            schema, sql.Identifier(MARKER_TABLE)
+        ),
+        (SCHEMA_VERSION,),
+    )

@@ -1,0 +1,365 @@
+"""The current view in PostgreSQL: the `images` table and its tracking row.
+
+The same rows as on SQLite (deleted names stay as tombstones, live=false),
+kept the same way: every host's write folds its events into these tables in
+its own transaction, so every host reads every committed write.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier, Literal
+
+from imageledger.domain.descriptor import Descriptor
+from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.trusted import rebuild
+from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.live_views import Recorded
+from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
+from imageledger.infrastructure.postgres_recorder import (
+    EVENTS_TABLE,
+    TRACKING_TABLE,
+    notification_from_row,
+)
+from imageledger.infrastructure.store_factory import Progress
+from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
+
+VIEW_NAME = "current_view"
+TABLE = "images"
+SHADOW_TABLE = "images_rebuild"
+REBUILD_BATCH = 5000
+LIST_BATCH = 1000  # rows a streaming list() fetches per round trip
+
+_COLUMNS = "namespace, name, target, labels, created_at, updated_at, version, live"
+
+
+def _image(row: DictRow) -> Image:
+    # Rows were written from validated events: rebuild them without validating.
+    return rebuild(
+        Image,
+        {
+            "namespace": row["namespace"],
+            "name": row["name"],
+            "target": Descriptor.from_stored(orjson.loads(row["target"])),
+            "labels": orjson.loads(row["labels"]),
+            "created_at": datetime.fromisoformat(row["created_at"]),
+            "updated_at": datetime.fromisoformat(row["updated_at"]),
+            "version": row["version"],
+        },
+    )
+
+
+def _row_params(state: CurrentImage) -> tuple[Any, ...]:
+    image = state.image
+    return (
+        image.namespace,
+        image.name,
+        image.target.digest,
+        image.target.media_type,
+        orjson.dumps(image.target.to_oci()).decode(),
+        orjson.dumps(image.labels).decode(),
+        image.created_at.isoformat(),
+        image.updated_at.isoformat(),
+        image.version,
+        state.live,
+    )
+
+
+class PostgresCurrentView(CurrentView):
+    """The current view in one PostgreSQL schema, kept in the writes' transactions."""
+
+    def __init__(self, datastore: LedgerPostgresDatastore, mapper: LedgerMapper):
+        self.datastore = datastore
+        self.mapper = mapper
+        self.schema = Identifier(datastore.schema)
+        self._get = self._sql(
+            f"SELECT {_COLUMNS} FROM {{table}} "
+            "WHERE namespace=%s AND name=%s AND live",
+        )
+        self._snapshot = self._sql(
+            "SELECT (SELECT MAX(originator_version) FROM {events} "
+            f"WHERE originator_id=%s) AS head, {_COLUMNS} FROM (SELECT 1) AS one "
+            "LEFT JOIN {table} ON namespace=%s AND name=%s"
+        )
+        self._list = self._sql(
+            f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND live "
+            "ORDER BY name"
+        )
+        # The compare-and-set of the live driver: positions can have gaps, so the
+        # view must be at the last position before this write, not first - 1.
+        self._advance = self._sql(
+            "UPDATE {tracking} SET notification_id=%s "
+            "WHERE application_name=%s AND notification_id=(SELECT "
+            "COALESCE(MAX(notification_id), 0) FROM {events} "
+            "WHERE notification_id < %s) RETURNING 1"
+        )
+
+    def _sql(self, text: str, table: str = TABLE) -> Composed:
+        """`text` with {table}, {events}, {tracking} and {pkey} named in our schema."""
+        return SQL(text).format(
+            table=Identifier(self.datastore.schema, table),
+            events=Identifier(self.datastore.schema, EVENTS_TABLE),
+            tracking=Identifier(self.datastore.schema, TRACKING_TABLE),
+            pkey=Identifier(f"{table}_pkey"),
+        )
+
+    def create_statements(self) -> builtins.list[Composed]:
+        """What a new store runs to hold this view (with its tracking row)."""
+        return [
+            self._create_table(TABLE),
+            self._sql("INSERT INTO {tracking} VALUES ('__migration__', 1)"),
+            self._sql(f"INSERT INTO {{tracking}} VALUES ('{VIEW_NAME}', 0)"),
+        ]
+
+    def _create_table(self, table: str) -> Composed:
+        return self._sql(
+            "CREATE TABLE {table} ("
+            "namespace text NOT NULL, "
+            "name text NOT NULL, "
+            "digest text NOT NULL, "
+            "media_type text NOT NULL, "
+            "target text NOT NULL, "  # OCI JSON of the descriptor
+            "labels text NOT NULL, "  # JSON object
+            "created_at text NOT NULL, "  # RFC 3339, UTC, as the events have it
+            "updated_at text NOT NULL, "
+            "version bigint NOT NULL, "
+            "live boolean NOT NULL, "
+            "CONSTRAINT {pkey} PRIMARY KEY (namespace, name))",
+            table,
+        )
+
+    # Read side.
+
+    def get(self, namespace: str, name: str) -> Image | None:
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(self._get, (namespace, name), prepare=True).fetchone()
+        return None if row is None else _image(row)
+
+    def snapshot(
+        self, namespace: str, name: str, stream: UUID
+    ) -> tuple[CurrentImage | None, int]:
+        """The view's state of a name and, in the same read, its stream's head."""
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(
+                self._snapshot, (stream, namespace, name), prepare=True
+            ).fetchone()
+        assert row is not None  # the LEFT JOIN always yields one row
+        head = row["head"] or 0
+        if row["name"] is None:
+            return None, head
+        return CurrentImage(image=_image(row), live=row["live"]), head
+
+    def list(self, namespace: str) -> Iterator[Image]:
+        # A server-side cursor in one read transaction: a consistent snapshot,
+        # fetched LIST_BATCH rows at a time; closing the iterator ends it.
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(force_rollback=True),
+            conn.cursor(name="imageledger_list") as cursor,
+        ):
+            cursor.itersize = LIST_BATCH
+            cursor.execute(self._list, (namespace,))
+            for row in cursor:
+                yield _image(row)
+
+    # Live driver: called by the recorder inside the write transaction.
+
+    def apply(self, cursor: Cursor[DictRow], recorded: Recorded) -> None:
+        if not recorded:
+            return
+        first, last = recorded[0][0], recorded[-1][0]
+        cursor.execute(self._advance, (last, VIEW_NAME, first), prepare=True)
+        if cursor.fetchone() is None:
+            # The view is not where these events start (it was created on an
+            # existing log, or lost its rows): catch it up first, same transaction.
+            before = self._head(cursor, below=first)
+            self._catch_up(cursor, TABLE, after=self._position(cursor), upto=before)
+            self._set_position(cursor, last)
+        self._fold_into(cursor, TABLE, (event for _, event in recorded))
+
+    def catch_up(self) -> int:
+        """Fold events the view has not seen yet (after a crash or an upgrade).
+
+        Looks first without the write lock, so opening a current store (the
+        usual case) neither waits for nor blocks writers.
+        """
+        with self.datastore.transaction(commit=False) as c:
+            if self._head(c) <= self._position(c):
+                return 0
+        with self.datastore.transaction(commit=True) as c:
+            self._lock_events(c)
+            after = self._position(c)
+            head = self._head(c)
+            if head <= after:
+                return 0
+            folded = self._catch_up(c, TABLE, after=after, upto=head)
+            self._set_position(c, head)
+            return folded
+
+    # Rebuild driver.
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Refold the view from the log into a new table, then swap it in.
+
+        As on SQLite: batches of REBUILD_BATCH events, each transaction holding
+        the events table's write lock; the swap happens in the transaction that
+        finds no more events, so the new table is exactly at the head.
+        """
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(self._sql("DROP TABLE IF EXISTS {table}", SHADOW_TABLE))
+            c.execute(self._create_table(SHADOW_TABLE))
+            total = self._head(c)
+        position, folded = 0, 0
+        while True:
+            with self.datastore.transaction(commit=True) as c:
+                self._lock_events(c)
+                batch = self._notifications(
+                    c, after=position, upto=None, limit=REBUILD_BATCH
+                )
+                if not batch:
+                    self._swap_in_shadow(c)
+                    self._set_position(c, position)
+                    return folded
+                self._fold_into(c, SHADOW_TABLE, (event for _, event in batch))
+                position = batch[-1][0]
+                folded += len(batch)
+            if progress is not None:
+                progress(folded, max(total, position))
+
+    def _swap_in_shadow(self, c: Cursor[DictRow]) -> None:
+        c.execute(self._sql("DROP TABLE {table}"))
+        c.execute(self._sql(f"ALTER TABLE {{table}} RENAME TO {TABLE}", SHADOW_TABLE))
+        c.execute(
+            SQL("ALTER INDEX {} RENAME TO {}").format(
+                Identifier(self.datastore.schema, f"{SHADOW_TABLE}_pkey"),
+                Identifier(f"{TABLE}_pkey"),
+            )
+        )
+
+    # Shared by the drivers.
+
+    def _catch_up(
+        self, c: Cursor[DictRow], table: str, *, after: int, upto: int
+    ) -> int:
+        if after > upto:
+            raise StoreError(
+                f"the current view is at position {after}, beyond the log's {upto}: "
+                "events were removed from the log"
+            )
+        folded = 0
+        while after < upto:
+            batch = self._notifications(c, after=after, upto=upto, limit=REBUILD_BATCH)
+            if not batch:
+                break
+            self._fold_into(c, table, (event for _, event in batch))
+            after = batch[-1][0]
+            folded += len(batch)
+        return folded
+
+    def _fold_into(
+        self, c: Cursor[DictRow], table: str, events: Iterable[ImageAggregate.Event]
+    ) -> None:
+        states: dict[tuple[str, str], CurrentImage | None] = {}
+        select = self._sql(
+            f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=%s", table
+        )
+        for event in events:
+            key = (event.namespace, event.name)
+            if key not in states:
+                row = c.execute(select, key, prepare=True).fetchone()
+                states[key] = (
+                    None if row is None else CurrentImage(_image(row), row["live"])
+                )
+            states[key] = fold(states[key], event)
+        upsert = self._sql(
+            "INSERT INTO {table} (namespace, name, digest, media_type, target, "
+            "labels, created_at, updated_at, version, live) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (namespace, name) DO UPDATE SET digest=excluded.digest, "
+            "media_type=excluded.media_type, target=excluded.target, "
+            "labels=excluded.labels, created_at=excluded.created_at, "
+            "updated_at=excluded.updated_at, version=excluded.version, "
+            "live=excluded.live",
+            table,
+        )
+        rows = [_row_params(state) for state in states.values() if state is not None]
+        if len(rows) == 1:
+            c.execute(upsert, rows[0], prepare=True)
+        elif rows:
+            c.executemany(upsert, rows)
+
+    def _notifications(
+        self, c: Cursor[DictRow], *, after: int, upto: int | None, limit: int
+    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
+        statement = (
+            "SELECT notification_id, originator_id, originator_version, topic, "
+            "state FROM {events} WHERE notification_id > %s "
+        )
+        params: builtins.list[int] = [after]
+        if upto is not None:
+            statement += "AND notification_id <= %s "
+            params.append(upto)
+        statement += "ORDER BY notification_id LIMIT %s"
+        c.execute(self._sql(statement), [*params, limit])
+        return [
+            (row["notification_id"], self.mapper.to_domain_event(notification))
+            for row in c.fetchall()
+            for notification in [notification_from_row(row)]
+        ]
+
+    def _lock_events(self, c: Cursor[DictRow]) -> None:
+        # The lock writers take (see LedgerPostgresRecorder): while it is held
+        # no other write is between its insert and its commit.
+        for statement in self._lock_statements():
+            c.execute(statement)
+
+    def _lock_statements(self) -> builtins.list[Composed]:
+        return [
+            SQL("SET LOCAL lock_timeout = {}").format(
+                Literal(self.datastore.lock_timeout_setting)
+            ),
+            self._sql("LOCK TABLE {events} IN EXCLUSIVE MODE"),
+        ]
+
+    def _position(self, c: Cursor[DictRow]) -> int:
+        c.execute(
+            self._sql(
+                "SELECT notification_id FROM {tracking} WHERE application_name=%s"
+            ),
+            (VIEW_NAME,),
+        )
+        row = c.fetchone()
+        if row is None:
+            raise StoreError("the current view has no tracking row")
+        return int(row["notification_id"])
+
+    def _set_position(self, c: Cursor[DictRow], position: int) -> None:
+        c.execute(
+            self._sql(
+                "UPDATE {tracking} SET notification_id=%s WHERE application_name=%s"
+            ),
+            (position, VIEW_NAME),
+        )
+
+    def _head(self, c: Cursor[DictRow], *, below: int | None = None) -> int:
+        if below is None:
+            c.execute(self._sql("SELECT MAX(notification_id) AS head FROM {events}"))
+        else:
+            c.execute(
+                self._sql(
+                    "SELECT MAX(notification_id) AS head FROM {events} "
+                    "WHERE notification_id < %s"
+                ),
+                (below,),
+            )
+        row = c.fetchone()
+        return int(row["head"] or 0) if row is not None else 0

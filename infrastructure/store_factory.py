@@ -1,0 +1,92 @@
+"""What the event log needs from a store's infrastructure, whatever the database.
+
+The SQLite factory and the PostgreSQL factory both satisfy `StoreFactory`; the
+event log and the image store use nothing else of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import Notification
+
+from imageledger.infrastructure.hash_chain import ChainWalk
+from imageledger.infrastructure.live_views import LiveView
+from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.projections.current_view import CurrentImage, Image
+
+Progress = Callable[[int, int], None]
+"""Called as progress(events folded so far, events in the log when it started)."""
+
+
+class StoreView(LiveView, Protocol):
+    """The current view as the event log uses it (and a live view of the writes)."""
+
+    def get(self, namespace: str, name: str) -> Image | None:
+        """The live image, or None when the name is absent or deleted."""
+
+    def list(self, namespace: str) -> Iterator[Image]:
+        """Live images of `namespace`, sorted by name, streamed."""
+
+    def snapshot(
+        self, namespace: str, name: str, stream: UUID
+    ) -> tuple[CurrentImage | None, int]:
+        """The view's state of a name and its stream's last version, in one read."""
+
+    def catch_up(self) -> int:
+        """Fold the events the view has not seen yet; return how many."""
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Refold the view from the log; return the number of events folded."""
+
+
+class StoreRecorder(Protocol):
+    """The event recorder as the store uses it, beyond eventsourcing's interface."""
+
+    live_views: list[LiveView]
+    """Called in each write's transaction with the events and their positions."""
+
+    def select_stream(self, originator_id: UUID, gt: int = 0) -> list[Notification]:
+        """The events of one aggregate after version `gt`, oldest first, with
+        their log positions."""
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """Events in log order (eventsourcing's ApplicationRecorder method)."""
+
+    def max_notification_id(self) -> int | None:
+        """The position of the last event, None when the log is empty."""
+
+
+class StoreFactory(Protocol):
+    """Everything one store needs: mapper, recorder (with live views), view."""
+
+    mapper_instance: LedgerMapper
+
+    @property
+    def recorder(self) -> StoreRecorder:
+        """The event recorder; it folds each write into the live views."""
+
+    @property
+    def current_view(self) -> StoreView:
+        """The current view (name -> descriptor)."""
+
+    def checkpoint(self) -> tuple[int, bytes]:
+        """The log's last position and its link in the hash chain."""
+
+    def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
+        """Walk the hash chain (proving `checkpoint` if given), then check that
+        every view equals the fold of the log; raise IntegrityError at the first
+        bad position."""
+
+    def close(self) -> None:
+        """Close every connection the store holds."""
