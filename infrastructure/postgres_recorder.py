@@ -12,10 +12,11 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
+from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
 
-EVENTS_TABLE = "stored_events"
+EVENTS_TABLE = postgres_chain.EVENTS_TABLE
 TRACKING_TABLE = "tracking"
 
 
@@ -29,11 +30,13 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
     its sequence numbers, so positions can have gaps.
 
     Our `insert_events` runs eventsourcing's statements (table lock, NOTIFY,
-    INSERT ... RETURNING notification_id) in one transaction, then the live
-    views on the same cursor. eventsourcing's own version pipelines them and
-    commits even when a step after the insert raises a non-database error,
-    which would leave events without their view rows; ours rolls back on any
-    error. It also does not retry a lock timeout ten times: it reports busy.
+    INSERT ... RETURNING notification_id) in one transaction, then appends the
+    events' links to the hash chain and folds them into the live views, on the
+    same cursor: no event commits without its link. eventsourcing's own
+    version pipelines its statements and commits even when a step after the
+    insert raises a non-database error, which would leave events without
+    their links and view rows; ours rolls back on any error. It also does not
+    retry a lock timeout ten times: it reports busy.
     """
 
     def __init__(self, datastore: LedgerPostgresDatastore) -> None:
@@ -93,6 +96,7 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
             raise ProgrammingError(
                 "imageledger writes pass their domain events, so views stay current"
             )
+        postgres_chain.append_links(c, self.datastore.schema, positions, stored_events)
         recorded = list(zip(positions, domain_events, strict=True))
         for view in self.live_views:
             view.apply(c, recorded)

@@ -36,6 +36,7 @@ from imageledger.projections.current_view import CurrentImage, CurrentView, Imag
 VIEW_NAME = "current_view"
 TABLE = "images"
 SHADOW_TABLE = "images_rebuild"
+CHECK_TABLE = "images_check"  # the fold verify compares with: a temporary table
 REBUILD_BATCH = 5000
 LIST_BATCH = 1000  # rows a streaming list() fetches per round trip
 
@@ -105,8 +106,10 @@ class PostgresCurrentView(CurrentView):
 
     def _sql(self, text: str, table: str = TABLE) -> Composed:
         """`text` with {table}, {events}, {tracking} and {pkey} named in our schema."""
+        # The check table is temporary, private to verify's transaction.
+        schema = "pg_temp" if table == CHECK_TABLE else self.datastore.schema
         return SQL(text).format(
-            table=Identifier(self.datastore.schema, table),
+            table=Identifier(schema, table),
             events=Identifier(self.datastore.schema, EVENTS_TABLE),
             tracking=Identifier(self.datastore.schema, TRACKING_TABLE),
             pkey=Identifier(f"{table}_pkey"),
@@ -244,6 +247,23 @@ class PostgresCurrentView(CurrentView):
                 Identifier(f"{TABLE}_pkey"),
             )
         )
+
+    # Verify driver: the log folded into a temporary table (see postgres_chain).
+
+    def start_check(self, c: Cursor[DictRow]) -> None:
+        """Start an empty fold in `c`'s transaction (a table dropped at its end)."""
+        c.execute(self._sql("DROP TABLE IF EXISTS {table}", CHECK_TABLE))
+        c.execute(self._create_table(CHECK_TABLE) + SQL(" ON COMMIT DROP"))
+
+    def fold_check(
+        self, c: Cursor[DictRow], events: Iterable[ImageAggregate.Event]
+    ) -> None:
+        """Fold the next events of the log into the check table."""
+        self._fold_into(c, CHECK_TABLE, events)
+
+    def tracked_position(self, c: Cursor[DictRow]) -> int:
+        """The log position the view says it reflects."""
+        return self._position(c)
 
     # Shared by the drivers.
 

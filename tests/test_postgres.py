@@ -55,7 +55,13 @@ def closed_port() -> int:
 def test_a_new_schema_becomes_a_marked_store(postgres_url: str) -> None:
     with ImageStore.open(postgres_url) as store:
         store.register("app:1", descriptor(1))
-    assert tables(postgres_url) == [MARKER_TABLE, "images", "stored_events", "tracking"]
+    assert tables(postgres_url) == [
+        "event_chain",
+        MARKER_TABLE,
+        "images",
+        "stored_events",
+        "tracking",
+    ]
     assert sql(postgres_url, f"SELECT schema_version FROM {MARKER_TABLE}") == [
         (SCHEMA_VERSION,)
     ]
@@ -85,6 +91,7 @@ def test_without_a_schema_the_store_is_the_databases_public_schema(
     with ImageStore.open(fresh_database.replace("postgresql://", "postgres://")) as s:
         assert s.get("app:1").target.digest == digest(1)
     assert tables(with_schema(fresh_database, "public")) == [
+        "event_chain",
         MARKER_TABLE,
         "images",
         "stored_events",
