@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # the view imports the recorder, which imports this module
 
 TABLE = "event_chain"
 EVENTS_TABLE = "stored_events"
+VIEW_TABLE = "images"  # postgres_views.TABLE (that module imports this one)
+CHECK_TABLE = "images_check"  # the fold verify compares with: a temporary table
 PAGE = 1000
 _MIN_POSITION = -(2**63)
 
@@ -63,8 +65,8 @@ def _sql(schema: str, text: str) -> Composed:
     return SQL(text).format(
         chain=Identifier(schema, TABLE),
         events=Identifier(schema, EVENTS_TABLE),
-        view=Identifier(schema, "images"),
-        check=Identifier("pg_temp", "images_check"),
+        view=Identifier(schema, VIEW_TABLE),
+        check=Identifier("pg_temp", CHECK_TABLE),
     )
 
 

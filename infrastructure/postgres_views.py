@@ -24,6 +24,7 @@ from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.postgres_chain import CHECK_TABLE
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
 from imageledger.infrastructure.postgres_recorder import (
     EVENTS_TABLE,
@@ -36,7 +37,6 @@ from imageledger.projections.current_view import CurrentImage, CurrentView, Imag
 VIEW_NAME = "current_view"
 TABLE = "images"
 SHADOW_TABLE = "images_rebuild"
-CHECK_TABLE = "images_check"  # the fold verify compares with: a temporary table
 REBUILD_BATCH = 5000
 LIST_BATCH = 1000  # rows a streaming list() fetches per round trip
 
