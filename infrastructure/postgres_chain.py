@@ -78,24 +78,25 @@ def create_statement(schema: str) -> Composed:
     )
 
 
+def last_link_statement(schema: str) -> Composed:
+    """The chain's last link (no row when the log is empty)."""
+    return _sql(schema, "SELECT chain FROM {chain} ORDER BY position DESC LIMIT 1")
+
+
 def append_links(
     c: Cursor[DictRow],
     schema: str,
+    previous: bytes,
     positions: Sequence[int],
     stored_events: Sequence[StoredEvent],
 ) -> None:
-    """Link events just inserted at `positions`, in the same transaction.
+    """Link events just inserted at `positions` after `previous`, the last link.
 
-    The caller holds the EXCLUSIVE lock on `stored_events` (every writer takes
-    it before inserting and keeps it to its commit), so no other link can be
-    written between the read of the last link and this transaction's commit.
+    The caller read `previous` (last_link_statement) holding the EXCLUSIVE lock
+    on `stored_events` that every writer takes before inserting and keeps to
+    its commit, so no other link was written since, nor can be before this
+    transaction commits.
     """
-    c.execute(
-        _sql(schema, "SELECT chain FROM {chain} ORDER BY position DESC LIMIT 1"),
-        prepare=True,
-    )
-    row = c.fetchone()
-    previous = GENESIS if row is None else bytes(row["chain"])
     links = chain_links(previous, positions, stored_events)
     insert = _sql(schema, "INSERT INTO {chain} (position, chain) VALUES (%s, %s)")
     if len(links) == 1:
