@@ -7,7 +7,7 @@ live views and their positions in one transaction), and how to read the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 from uuid import UUID
 
@@ -102,9 +102,16 @@ class EventLog(Application[UUID]):
         protocol checks (a third of a write's CPU time) or snapshot and
         notification hooks, which this application does not use.
         """
+        return self.append_events(cast(Sequence[Image.Event], image.collect_events()))
+
+    def append_events(self, events: Sequence[Image.Event]) -> list[int]:
+        """Save events of any images, in this order, in one transaction.
+
+        Raises RecordConflictError, and saves none of them, if another writer
+        already saved an event at one of their versions.
+        """
         processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-        processing_event.events.extend(image.collect_events())
-        processing_event.aggregates[image.id] = image
+        processing_event.events.extend(events)
         return [r.notification.id for r in self._record(processing_event)]
 
     def stream(self, namespace: str, name: str) -> list[tuple[int, Image.Event]]:

@@ -97,6 +97,21 @@ def upserts(db: Path, worker: int, count: int, names: list[str], gate: bool) -> 
             emit(written(image))
 
 
+def batches(db: Path, worker: int, count: int, names: list[str], gate: bool) -> None:
+    """`count` batches, each registering every one of `names` in one call.
+
+    Labels carry this worker's id and the batch's sequence number; prints one
+    JSON list of the written images per batch.
+    """
+    with ImageStore.open(db) as store:
+        wait_for_go(gate)
+        for seq in range(count):
+            labels = {"writer": str(worker), "seq": str(seq)}
+            number = upsert_number(worker, seq)
+            items = [(name, descriptor(number), labels) for name in names]
+            emit([written(image) for image in store.register_many(items)])
+
+
 def increments(db: Path, name: str, count: int, gate: bool) -> None:
     """Compare-and-swap `count` increments of the label "counter" on `name`.
 
@@ -150,6 +165,10 @@ def parser() -> argparse.ArgumentParser:
     sub = mode("get", get, "print the digest NAME points at, or NOTFOUND")
     sub.add_argument("name")
     sub = mode("upserts", upserts, "COUNT plain registers over NAMES, one line each")
+    sub.add_argument("worker", type=int)
+    sub.add_argument("count", type=int)
+    sub.add_argument("names", nargs="+")
+    sub = mode("batches", batches, "COUNT batches registering all NAMES, one line each")
     sub.add_argument("worker", type=int)
     sub.add_argument("count", type=int)
     sub.add_argument("names", nargs="+")
