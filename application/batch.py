@@ -97,14 +97,11 @@ def register_all(
     when an item's condition fails, and RecordConflictError when another
     writer moved one of the names since it was read (the caller retries).
     """
-    images: dict[str, ImageAggregate | None] = {}
+    images = log.load_many(namespace, (item.name for item in items))
     events: list[ImageAggregate.Event] = []
     results: list[Image] = []
     for item in items:
-        if item.name in images:
-            image = images[item.name]
-        else:
-            image = log.load(namespace, item.name)
+        image = images[item.name]
         check_expect(image, item.expect, namespace, item.name)
         if image is None:
             image = ImageAggregate.register_new(

@@ -14,6 +14,7 @@ from eventsourcing.persistence import RecordConflictError
 
 from imageledger.domain.errors import Conflict, InvalidArgument
 from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.current_view import Image
 
@@ -42,15 +43,22 @@ def write_with_retries(attempt: Callable[[], Result], what: str) -> Result:
 
 def public(image: ImageAggregate) -> Image:
     """The image as callers see it, from the aggregate's current state."""
-    return Image.model_construct(
-        namespace=image.namespace,
-        name=image.name,
-        target=image.target,
-        labels=dict(image.labels),
-        created_at=image.created_at,
-        updated_at=image.modified_on,
-        version=image.version,
+    return rebuild(
+        Image,
+        {
+            "namespace": image.namespace,
+            "name": image.name,
+            "target": image.target,
+            "labels": dict(image.labels),
+            "created_at": image.created_at,
+            "updated_at": image.modified_on,
+            "version": image.version,
+        },
+        set(_IMAGE_FIELDS),
     )
+
+
+_IMAGE_FIELDS = frozenset(Image.model_fields)
 
 
 def check_expect(

@@ -144,6 +144,8 @@ class Descriptor(BaseModel):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Descriptor:
+        if self._plain() and len(self.digest) < 1024:
+            return self  # ASCII by the grammars, and far below the limit
         try:
             encoded = json.dumps(self.to_oci(), ensure_ascii=False).encode()
         except UnicodeEncodeError as e:
@@ -183,6 +185,21 @@ class Descriptor(BaseModel):
 
         Only for OCI JSON that a store wrote itself (the read path is hot).
         """
+        if len(data) == 3:  # only the required fields: the usual descriptor
+            return rebuild(
+                cls,
+                {
+                    "media_type": data["mediaType"],
+                    "digest": data["digest"],
+                    "size": data["size"],
+                    "urls": None,
+                    "annotations": None,
+                    "data": None,
+                    "artifact_type": None,
+                    "platform": None,
+                },
+                {"media_type", "digest", "size"},
+            )
         platform = data.get("platform")
         return rebuild(
             cls,
@@ -212,7 +229,23 @@ class Descriptor(BaseModel):
 
     def to_oci(self) -> dict[str, Any]:
         """The descriptor as OCI JSON (camelCase keys, absent fields omitted)."""
+        if self._plain():  # what model_dump gives, at a fifth of its cost
+            return {
+                "mediaType": self.media_type,
+                "digest": self.digest,
+                "size": self.size,
+            }
         return self.model_dump(by_alias=True, exclude_none=True)
+
+    def _plain(self) -> bool:
+        """True when only the required fields are set."""
+        return (
+            self.urls is None
+            and self.annotations is None
+            and self.data is None
+            and self.artifact_type is None
+            and self.platform is None
+        )
 
 
 def _data_problem(data: str, digest: str, size: int) -> str | None:

@@ -7,7 +7,7 @@ live views and their positions in one transaction), and how to read the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 from uuid import UUID
 
@@ -23,7 +23,7 @@ from eventsourcing.utils import Environment, EnvType
 from imageledger.domain.image import Image, image_id
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
 from imageledger.infrastructure.sqlite_views import Progress
-from imageledger.projections.current_view import CurrentView
+from imageledger.projections.current_view import CurrentImage, CurrentView
 
 PAGE = 1000
 
@@ -75,25 +75,31 @@ class EventLog(Application[UUID]):
         """
         stream = image_id(namespace, name)
         state, head = self._factory.current_view.snapshot(namespace, name, stream)
-        image: Image | None = None
-        if state is not None:
-            current = state.image
-            image = Image.restore(
-                id=stream,
-                namespace=namespace,
-                name=name,
-                version=current.version,
-                target=current.target,
-                labels=current.labels,
-                live=state.live,
-                created_at=current.created_at,
-                updated_at=current.updated_at,
-            )
+        image = None if state is None else _restore(stream, state)
         if head > (0 if image is None else image.version):
             gt = None if image is None else image.version
             for event in self.events.get(stream, gt=gt):
                 image = cast(Image.Event, event).mutate(image)
         return image
+
+    def load_many(
+        self, namespace: str, names: Iterable[str]
+    ) -> dict[str, Image | None]:
+        """`load` of many names of one namespace, in a few reads for them all.
+
+        When the view is at the log's head every row is its stream's head, so
+        the rows alone are the aggregates; otherwise each name is loaded alone.
+        """
+        wanted = list(dict.fromkeys(names))
+        states = self._factory.current_view.snapshots(namespace, wanted)
+        if states is None:
+            return {name: self.load(namespace, name) for name in wanted}
+        return {
+            name: None
+            if (state := states.get(name)) is None
+            else _restore(image_id(namespace, name), state)
+            for name in wanted
+        }
 
     def append(self, image: Image) -> list[int]:
         """Save the aggregate's pending events; return their log positions.
@@ -110,9 +116,11 @@ class EventLog(Application[UUID]):
         Raises RecordConflictError, and saves none of them, if another writer
         already saved an event at one of their versions.
         """
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-        processing_event.events.extend(events)
-        return [r.notification.id for r in self._record(processing_event)]
+        # What _record does, without building a Recording per event.
+        stored = [self.mapper.to_stored_event(event) for event in events]
+        positions = self._factory.recorder.insert_events(stored, image_events=events)
+        assert positions is not None and len(positions) == len(stored)
+        return list(positions)
 
     def stream(self, namespace: str, name: str) -> list[tuple[int, Image.Event]]:
         """Every event of one name, oldest first, with its log position."""
@@ -142,3 +150,19 @@ class EventLog(Application[UUID]):
     def head(self) -> int:
         """The position of the last event in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
+
+
+def _restore(stream: UUID, state: CurrentImage) -> Image:
+    """The aggregate at the state a view row holds."""
+    current = state.image
+    return Image.restore(
+        id=stream,
+        namespace=current.namespace,
+        name=current.name,
+        version=current.version,
+        target=current.target,
+        labels=current.labels,
+        live=state.live,
+        created_at=current.created_at,
+        updated_at=current.updated_at,
+    )

@@ -8,6 +8,7 @@ Rows hold every name the log has seen; deleted ones stay as tombstones
 from __future__ import annotations
 
 import builtins
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,7 @@ from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.mapper import LedgerMapper
-from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
+from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore, translate
 from imageledger.infrastructure.sqlite_recorder import notification_from_row
 from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
 
@@ -31,6 +32,7 @@ TABLE = "images"
 SHADOW_TABLE = "images_rebuild"
 EVENTS_TABLE = "stored_events"
 REBUILD_BATCH = 5000
+SNAPSHOT_CHUNK = 500  # names per SELECT, well below SQLite's limit of variables
 
 Progress = Callable[[int, int], None]
 """Called as progress(events folded so far, events in the log when it started)."""
@@ -101,7 +103,11 @@ def _image(row: Any) -> Image:
             "updated_at": datetime.fromisoformat(row[5]),
             "version": row[6],
         },
+        set(_IMAGE_FIELDS),  # none of them is ever None
     )
+
+
+_IMAGE_FIELDS = frozenset(Image.model_fields)
 
 
 class SQLiteCurrentView(CurrentView):
@@ -132,7 +138,12 @@ class SQLiteCurrentView(CurrentView):
     # Read side.
 
     def get(self, namespace: str, name: str) -> Image | None:
-        row = self.datastore.reader().execute(self._get, (namespace, name)).fetchone()
+        try:
+            row = (
+                self.datastore.reader().execute(self._get, (namespace, name)).fetchone()
+            )
+        except sqlite3.Error as e:
+            raise translate(e) from e
         return None if row is None else _image(row)
 
     def snapshot(
@@ -143,15 +154,41 @@ class SQLiteCurrentView(CurrentView):
         One statement: the aggregate loader uses the state as a snapshot and
         reads events only when the stream is ahead of it.
         """
-        row = (
-            self.datastore.reader()
-            .execute(self._snapshot, (stream.hex, namespace, name))
-            .fetchone()
-        )
+        try:
+            row = (
+                self.datastore.reader()
+                .execute(self._snapshot, (stream.hex, namespace, name))
+                .fetchone()
+            )
+        except sqlite3.Error as e:
+            raise translate(e) from e
         head = row[0] or 0
         if row[1] is None:
             return None, head
         return _state(row[1:]), head
+
+    def snapshots(
+        self, namespace: str, names: builtins.list[str]
+    ) -> dict[str, CurrentImage] | None:
+        """The view's state of each of `names` it holds, read in one transaction.
+
+        None when the view is behind the log (its rows may not be the heads
+        of their streams): the caller then loads each name with `snapshot`.
+        """
+        found: dict[str, CurrentImage] = {}
+        with self.datastore.transaction(commit=False) as c:
+            if self._position(c) != self._head(c):
+                return None
+            for start in range(0, len(names), SNAPSHOT_CHUNK):
+                chunk = names[start : start + SNAPSHOT_CHUNK]
+                c.execute(
+                    f"SELECT {_COLUMNS} FROM {TABLE} WHERE namespace=? "
+                    f"AND name IN ({','.join('?' * len(chunk))})",
+                    [namespace, *chunk],
+                )
+                for row in c.fetchall():
+                    found[row[1]] = _state(row)
+        return found
 
     def list(self, namespace: str) -> Iterator[Image]:
         # One read transaction for the whole iteration: a consistent snapshot,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.trusted import rebuild
 
 
 class Image(BaseModel):
@@ -51,14 +52,17 @@ def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImag
             if state is not None and state.live
             else event.timestamp
         )
-        image = Image.model_construct(
-            namespace=event.namespace,
-            name=event.name,
-            target=event.target,
-            labels=dict(event.labels),
-            created_at=created_at,
-            updated_at=event.timestamp,
-            version=event.originator_version,
+        image = rebuild(
+            Image,
+            {
+                "namespace": event.namespace,
+                "name": event.name,
+                "target": event.target,
+                "labels": dict(event.labels),
+                "created_at": created_at,
+                "updated_at": event.timestamp,
+                "version": event.originator_version,
+            },
         )
         return CurrentImage(image=image, live=True)
     if isinstance(event, ImageAggregate.Deleted):
