@@ -110,26 +110,36 @@ def _child(job: str, side: str, path: Path) -> dict[str, Any]:
     return result
 
 
-def streams(path: Path, images: int) -> list[Row]:
-    """`list` and `rebuild` of the whole store, each side in a child process."""
+def streams(path: Path, images: int, rounds: int = 3) -> list[Row]:
+    """`list` and `rebuild` of the whole store, each side in a child process.
+
+    The sides take turns, `rounds` times; rates are over the total time,
+    peak RSS is the largest any child reached.
+    """
     rows = []
     for job, what, at_least in (
         ("list", f"list of {images:,} images, streamed", 0.25),
         ("rebuild", f"rebuild of {images:,} events", 0.5),
     ):
-        ours = _child(job, "imageledger", path)
-        raw = _child(job, "raw", path)
-        assert ours["count"] == raw["count"] == images, (ours, raw)
-        rate, raw_rate = images / ours["seconds"], images / raw["seconds"]
+        seconds = {"imageledger": 0.0, "raw": 0.0}
+        rss = {"imageledger": 0.0, "raw": 0.0}
+        for _ in range(rounds):
+            for side in seconds:
+                result = _child(job, side, path)
+                assert result["count"] == images, (side, result)
+                seconds[side] += result["seconds"]
+                rss[side] = max(rss[side], result["rss_mb"])
+        rate = rounds * images / seconds["imageledger"]
+        raw_rate = rounds * images / seconds["raw"]
         ratio = rate / raw_rate
         rows.append(
             Row(
-                f"{what} (peak RSS {ours['rss_mb']:.0f} MB; raw {raw['rss_mb']:.0f})",
+                f"{what} (peak RSS {rss['imageledger']:.0f} MB; raw {rss['raw']:.0f})",
                 f"{rate:,.0f}/s",
                 f"{raw_rate:,.0f}/s",
                 ratio,
                 f">= {at_least}, < {RSS_LIMIT_MB} MB",
-                ratio >= at_least and ours["rss_mb"] < RSS_LIMIT_MB,
+                ratio >= at_least and rss["imageledger"] < RSS_LIMIT_MB,
             )
         )
     return rows

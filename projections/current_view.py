@@ -32,6 +32,9 @@ class Image(BaseModel):
     version: int
 
 
+_IMAGE_FIELDS = frozenset(Image.model_fields)
+
+
 @dataclass(frozen=True, slots=True)
 class CurrentImage:
     """The view's state for one name: its last registration, and whether it lives.
@@ -63,6 +66,7 @@ def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImag
                 "updated_at": event.timestamp,
                 "version": event.originator_version,
             },
+            set(_IMAGE_FIELDS),  # none is ever None
         )
         return CurrentImage(image=image, live=True)
     if isinstance(event, ImageAggregate.Deleted):
