@@ -256,3 +256,24 @@ def test_a_batch_writes_into_the_namespace_given(store: ImageStore) -> None:
     store.register_many([("app:1", descriptor(1))], namespace="team-a")
     assert store.get("app:1", namespace="team-a").target.digest == digest(1)
     assert list(store.list()) == []
+
+
+def test_a_batch_onto_a_view_that_is_behind_reads_the_log(
+    store: ImageStore, db_path: Path
+) -> None:
+    store.register("a", descriptor(1))
+    store.register("b", descriptor(2))
+    store.delete("b")
+    connection = sqlite3.connect(db_path)  # the view as if it had never run
+    with connection:
+        connection.execute("DELETE FROM images")
+        connection.execute(
+            "UPDATE tracking SET notification_id=0 "
+            "WHERE application_name='current_view'"
+        )
+    connection.close()
+    images = store.register_many([("b", descriptor(3)), ("a", descriptor(1))])
+    assert [(i.name, i.version) for i in images] == [("b", 3), ("a", 1)]
+    assert [i.name for i in store.list()] == ["a", "b"]
+    assert store.replay() == {(i.namespace, i.name): i for i in store.list()}
+    assert tracking(db_path) == 4
