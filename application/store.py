@@ -12,7 +12,6 @@ import builtins
 import getpass
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +19,7 @@ from typing import Any, Self
 
 from eventsourcing.persistence import PersistenceError
 
+from imageledger import integrity
 from imageledger.batch import BatchItem, register_all, validate_items
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
@@ -35,8 +35,14 @@ from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
+from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
+from imageledger.storage_errors import describe as _describe
+from imageledger.storage_errors import storage_errors as _storage_errors
+from imageledger.storage_errors import (
+    stream_with_storage_errors as _stream_with_storage_errors,
+)
 from imageledger.writes import (
     Expect,
     check_expect,
@@ -247,29 +253,66 @@ class ImageStore:
             raise ImageNotFound(name, namespace, "it has no history")
         return [audit_entry(position, event) for position, event in stream]
 
-    def replay(self, until: When | None = None) -> dict[tuple[str, str], Image]:
+    def replay(
+        self,
+        until: When | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[tuple[str, str], Image]:
         """Fold the raw log in memory (ignoring every view) up to `until`.
 
         `until` is a log position (inclusive; 0 is the empty store) or a
         timestamp (every event at or before it; naive datetimes are UTC).
-        Returns the live images by (namespace, name).
+        Returns the live images by (namespace, name). `progress(done, total)`
+        is called every thousand events read.
         """
         position, moment = _validate_when(until)
+        _validate_progress(progress)
         with _storage_errors():
-            events = (event for _, event in self._log.read(until=position))
+            recorded = self._log.read(until=position)
+            if progress is not None:
+                recorded = _reporting(recorded, self._log.head(), position, progress)
+            events = (event for _, event in recorded)
             if moment is not None:
                 events = (event for event in events if event.timestamp <= moment)
-            return replay(events)
+            try:
+                return replay(events)
+            except (ValueError, TypeError) as e:  # the fold of a damaged log
+                if isinstance(e, ImageLedgerError):
+                    raise
+                raise StoreError(f"the log cannot be folded: {e}") from e
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Refold the views from the log; return the number of events folded.
 
         `progress(done, total)` is called after each batch.
         """
-        if progress is not None and not callable(progress):
-            raise InvalidArgument("progress", "must be a function of (done, total)")
+        _validate_progress(progress)
         with _storage_errors():
             return self._log.current_view_rebuild(progress)
+
+    # Integrity.
+
+    def checkpoint(self) -> Checkpoint:
+        """The log's last position and the hash chain's head there.
+
+        Keep it somewhere else; `verify(checkpoint)` later proves that nothing
+        up to that position was rewritten. `str()` of it is `POSITION:HEAD`.
+        """
+        with _storage_errors():
+            return integrity.checkpoint(self._log)
+
+    def verify(
+        self, checkpoint: Checkpoint | tuple[int, str] | str | None = None
+    ) -> VerifyReport:
+        """Recompute the hash chain over the whole log and check every view.
+
+        With `checkpoint` (`(position, head)` or `"POSITION:HEAD"`), also check
+        that the log still has that head at that position. Raises IntegrityError
+        naming the first bad position and what is wrong there.
+        """
+        with _storage_errors():
+            return integrity.verify(self._log, checkpoint)
 
     # Internals.
 
@@ -306,6 +349,27 @@ def _validate_when(when: object) -> tuple[int | None, datetime | None]:
     raise InvalidArgument(
         "until", f"must be a log position or a datetime, not {type(when).__name__}"
     )
+
+
+def _validate_progress(progress: object) -> None:
+    if progress is not None and not callable(progress):
+        raise InvalidArgument("progress", "must be a function of (done, total)")
+
+
+def _reporting(
+    recorded: Iterator[tuple[int, ImageAggregate.Event]],
+    head: int,
+    until: int | None,
+    progress: Callable[[int, int], None],
+) -> Iterator[tuple[int, ImageAggregate.Event]]:
+    total = head if until is None else min(head, until)
+    done = 0
+    for item in recorded:
+        yield item
+        done += 1
+        if done % 1000 == 0:
+            progress(done, max(total, done))
+    progress(done, max(total, done))
 
 
 def _lock_timeout(value: float | None) -> float:
@@ -351,35 +415,3 @@ def _redact(url: str) -> str:
         user = credentials.split(":", 1)[0]
         return f"{scheme}{sep}{user}:***@{host}"
     return url
-
-
-@contextmanager
-def _storage_errors() -> Iterator[None]:
-    """Turn driver errors into StoreError with a message written for the user."""
-    try:
-        yield
-    except ImageLedgerError:
-        raise
-    except PersistenceError as e:
-        raise StoreError(_describe(e)) from e
-
-
-def _stream_with_storage_errors(images: Iterator[Image]) -> Iterator[Image]:
-    with _storage_errors():
-        yield from images
-
-
-def _describe(error: Exception) -> str:
-    text = str(error)
-    lowered = text.lower()
-    if "locked" in lowered or "busy" in lowered:
-        return (
-            f"database is busy: another process held the write lock too long ({text})"
-        )
-    if "full" in lowered:
-        return f"disk full: the write was not made ({text})"
-    if "readonly" in lowered or "read-only" in lowered:
-        return f"database is read-only: the write was not made ({text})"
-    if "malformed" in lowered or "not a database" in lowered:
-        return f"the database file is damaged ({text})"
-    return f"storage error: {text}"

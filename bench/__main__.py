@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import big_store, live_view, long_history
+from bench import big_store, hash_chain, live_view, long_history
 from bench.table import Row, render
 
 
@@ -59,6 +59,18 @@ def _run(folder: Path, scale: int) -> list[Row]:
     rows: list[Row] = []
     step("durable single registers")
     rows += live_view.run(folder, count=min(2000, max(200, scale // 100)))
+    step("the hash chain's cost, and verify")
+    rows += [
+        Row(
+            f"  (for comparison: {case})",
+            f"{rate:,.0f}/s",
+            f"{raw:,.0f}/s",
+            rate / raw,
+            "",
+            None,
+        )
+        for case, rate, raw in hash_chain.run(min(2000, max(200, scale // 100)))
+    ]
     step(f"building {scale:,} images in batches, and the raw file")
     path, raw_path, batch_rows = big_store.build(
         folder, scale, batch=min(10_000, scale // 10)

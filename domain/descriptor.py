@@ -45,6 +45,7 @@ _STRICT = ConfigDict(
     populate_by_name=True,
     strict=True,
     hide_input_in_errors=True,
+    defer_build=True,  # schemas are built on first validation, not at import
 )
 
 

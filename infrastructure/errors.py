@@ -10,4 +10,17 @@ class StoreError(ImageLedgerError):
 
 
 class IntegrityError(ImageLedgerError):
-    """Verification failed: the log or a view is not what the log proves."""
+    """Verification failed: the log or a view is not what the log proves.
+
+    `position` is the first log position found bad and `problem` says what is
+    wrong there (``"payload changed"``, ``"event missing"``, ``"order
+    changed"``, ``"forged event"``, ``"link changed"``, ``"history
+    rewritten"``, ``"view differs from the fold"``).
+    """
+
+    def __init__(self, position: int, problem: str, detail: str = "") -> None:
+        message = f"log position {position}: {problem}"
+        super().__init__(f"{message} ({detail})" if detail else message)
+        self.position = position
+        self.problem = problem
+        self.detail = detail

@@ -21,6 +21,8 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from imageledger.domain.image import Image, image_id
+from imageledger.infrastructure import sqlite_chain
+from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
 from imageledger.infrastructure.sqlite_views import Progress
 from imageledger.projections.current_view import CurrentImage, CurrentView
@@ -77,9 +79,10 @@ class EventLog(Application[UUID]):
         state, head = self._factory.current_view.snapshot(namespace, name, stream)
         image = None if state is None else _restore(stream, state)
         if head > (0 if image is None else image.version):
-            gt = None if image is None else image.version
-            for event in self.events.get(stream, gt=gt):
-                image = cast(Image.Event, event).mutate(image)
+            gt = 0 if image is None else image.version
+            decode = self._factory.mapper_instance.to_domain_event
+            for notification in self._factory.recorder.select_stream(stream, gt):
+                image = decode(notification).mutate(image)
         return image
 
     def load_many(
@@ -150,6 +153,20 @@ class EventLog(Application[UUID]):
     def head(self) -> int:
         """The position of the last event in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
+
+    def checkpoint(self) -> tuple[int, bytes]:
+        """The log's last position and its link (see sqlite_chain.checkpoint)."""
+        return sqlite_chain.checkpoint(self._factory.current_view.datastore)
+
+    def verify(self, checkpoint: tuple[int, bytes] | None = None) -> ChainWalk:
+        """Check the chain, the checkpoint and the views (see sqlite_chain.verify)."""
+        factory = self._factory
+        return sqlite_chain.verify(
+            factory.current_view.datastore,
+            factory.mapper_instance,
+            factory.current_view,
+            checkpoint,
+        )
 
 
 def _restore(stream: UUID, state: CurrentImage) -> Image:

@@ -16,6 +16,7 @@ import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from eventsourcing.persistence import (
     DatabaseError,
@@ -140,6 +141,15 @@ class LedgerSQLiteDatastore(SQLiteDatastore):
             self._local.connection = connection
         return connection._sqlite_conn
 
+    def read_one(self, statement: str, params: tuple[Any, ...]) -> Any:
+        """The first row of a single-statement read on this thread's reader."""
+        try:
+            return self.reader().execute(statement, params).fetchone()
+        except sqlite3.Error as e:  # e.g. a damaged page, or text that is not UTF-8
+            raise translate(e) from e
+        except UnicodeDecodeError as e:
+            raise DataError(e) from e
+
     def close(self) -> None:
         with self._readers_lock:
             readers = list(self._readers)
@@ -164,6 +174,9 @@ class LedgerSQLiteDatastore(SQLiteDatastore):
             except sqlite3.Error as e:
                 _rollback_quietly(raw)
                 raise translate(e) from e
+            except UnicodeDecodeError as e:  # text in a damaged file that is not UTF-8
+                _rollback_quietly(raw)
+                raise DataError(e) from e
             except BaseException:
                 _rollback_quietly(raw)
                 raise

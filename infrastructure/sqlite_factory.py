@@ -8,6 +8,7 @@ from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.utils import Environment
 
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.sqlite_chain import CREATE_STATEMENT, add_chain
 from imageledger.infrastructure.sqlite_datastore import (
     DEFAULT_LOCK_TIMEOUT,
     LedgerSQLiteDatastore,
@@ -17,6 +18,8 @@ from imageledger.infrastructure.sqlite_schema import (
     FileState,
     initialize,
     inspect_file,
+    judge_in_transaction,
+    set_schema_version,
     sqlite_uri,
 )
 from imageledger.infrastructure.sqlite_views import SQLiteCurrentView
@@ -43,18 +46,28 @@ class LedgerSQLiteFactory(SQLiteFactory):
         self.recorder.live_views.append(self.current_view)
         try:
             if state is FileState.NEW:
-                self._initialize()
-            else:
-                self.current_view.catch_up()
+                state = self._initialize()
+            if state is FileState.OLDER:
+                self._upgrade()
+            self.current_view.catch_up()
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
             raise
 
-    def _initialize(self) -> None:
+    def _initialize(self) -> FileState:
         statements = [
             *self.recorder.create_table_statements,
+            CREATE_STATEMENT,
             "INSERT OR IGNORE INTO tracking VALUES ('__migration__', 1)",
             *self.current_view.create_statements(),
         ]
         with self.datastore.transaction(commit=True) as c:
-            initialize(c, str(self.path), statements)
+            return initialize(c, str(self.path), statements)
+
+    def _upgrade(self) -> None:
+        # Schema 1 had no hash chain: link the events already in the log, in
+        # one write transaction, unless another process has just done it.
+        with self.datastore.transaction(commit=True) as c:
+            if judge_in_transaction(c, str(self.path)) is FileState.OLDER:
+                add_chain(c)
+                set_schema_version(c)

@@ -9,12 +9,15 @@ from uuid import UUID
 from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
+from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import LiveView
+from imageledger.infrastructure.sqlite_chain import append_links
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 
 
 class LedgerSQLiteRecorder(SQLiteProcessRecorder):
-    """Appends events to `stored_events` and folds them into the live views.
+    """Appends events to `stored_events`, links them into the hash chain and
+    folds them into the live views, all in the write's transaction.
 
     Positions are SQLite rowids: the write lock is held from BEGIN IMMEDIATE to
     COMMIT, so they increase in commit order and never interleave.
@@ -25,7 +28,7 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
         self.live_views: list[LiveView] = []
         self.select_stream_statement = (
             f"SELECT rowid, * FROM {self.events_table_name} "
-            "WHERE originator_id=? ORDER BY originator_version"
+            "WHERE originator_id=? AND originator_version>? ORDER BY originator_version"
         )
 
     def _insert_events(
@@ -40,15 +43,22 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
             raise ProgrammingError(
                 "imageledger writes pass their domain events, so views stay current"
             )
+        append_links(c, positions, stored_events)
         recorded = list(zip(positions, domain_events, strict=True))
         for view in self.live_views:
             view.apply(c, recorded)
         return positions
 
-    def select_stream(self, originator_id: UUID) -> list[Notification]:
-        """Every event of one aggregate, oldest first, with its log position."""
+    def convert_originator_id(self, originator_id: str) -> UUID | str:
+        """eventsourcing's conversion, with a damaged id as a StoreError."""
+        return stream_id(originator_id)
+
+    def select_stream(self, originator_id: UUID, gt: int = 0) -> list[Notification]:
+        """The events of one aggregate after version `gt`, oldest first, with
+        their log positions (so that a damaged one can be named by position).
+        """
         with self.datastore.transaction(commit=False) as c:
-            c.execute(self.select_stream_statement, (originator_id.hex,))
+            c.execute(self.select_stream_statement, (originator_id.hex, gt))
             return [notification_from_row(row) for row in c.fetchall()]
 
 
@@ -56,8 +66,19 @@ def notification_from_row(row: Any) -> Notification:
     """A notification from a `SELECT rowid, *` row of the events table."""
     return Notification(
         id=row["rowid"],
-        originator_id=UUID(row["originator_id"]),
+        originator_id=stream_id(row["originator_id"], row["rowid"]),
         originator_version=row["originator_version"],
         topic=row["topic"],
         state=row["state"],
     )
+
+
+def stream_id(stored: object, position: int | None = None) -> UUID:
+    """The aggregate id of a stored event; StoreError if the column is damaged."""
+    try:
+        if isinstance(stored, str):
+            return UUID(stored)
+    except ValueError:
+        pass
+    where = "an event" if position is None else f"the event at position {position}"
+    raise StoreError(f"{where} has a damaged aggregate id {stored!r}")

@@ -17,13 +17,14 @@ from eventsourcing.sqlite import SQLiteCursor
 from imageledger.infrastructure.errors import StoreError
 
 APPLICATION_ID = 0x494C4447  # "ILDG"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the hash chain (event_chain)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class FileState(enum.Enum):
     NEW = "new"  # absent, empty, or an SQLite database with nothing in it
-    STORE = "store"  # an imageledger store this version can read
+    STORE = "store"  # an imageledger store of this schema
+    OLDER = "older"  # a store of an older schema, which opening upgrades
 
 
 def sqlite_uri(path: Path) -> str:
@@ -59,11 +60,28 @@ def inspect_file(path: Path) -> FileState:
         )
         try:
             application_id, version, tables = _read_marks(connection)
+            state = _judge(str(path), application_id, version, tables)
+            if state is not FileState.NEW:
+                _check_event_columns(str(path), connection)
         finally:
             connection.close()
-    except sqlite3.Error as e:
+    except (sqlite3.Error, UnicodeDecodeError) as e:  # the latter: damaged names
         raise StoreError(f"cannot open {str(path)!r}: {e}") from e
-    return _judge(str(path), application_id, version, tables)
+    return state
+
+
+# eventsourcing reads the events table with `SELECT *` and takes columns by
+# name, so a damaged schema naming other columns must stop us at the door.
+_EVENT_COLUMNS = ["originator_id", "originator_version", "topic", "state"]
+
+
+def _check_event_columns(where: str, connection: sqlite3.Connection) -> None:
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(stored_events)")]
+    if columns != _EVENT_COLUMNS:
+        raise StoreError(
+            f"{where!r} is damaged: its event table has columns {columns}, "
+            f"not {_EVENT_COLUMNS}"
+        )
 
 
 def _read_marks(connection: sqlite3.Connection) -> tuple[int, int, list[str]]:
@@ -93,7 +111,7 @@ def _judge(
                 f"{where!r} was written by a newer imageledger (schema {version}; "
                 f"this version reads up to {SCHEMA_VERSION}): upgrade imageledger"
             )
-        return FileState.STORE
+        return FileState.STORE if version == SCHEMA_VERSION else FileState.OLDER
     if application_id == 0 and not tables:
         return FileState.NEW
     what = (
@@ -106,17 +124,32 @@ def _judge(
     )
 
 
-def initialize(c: SQLiteCursor, where: str, statements: list[str]) -> None:
-    """Create the store in the open write transaction, unless a racer already did."""
+def judge_in_transaction(c: SQLiteCursor, where: str) -> FileState:
+    """What the file is, read in the caller's (write) transaction."""
     c.execute("PRAGMA application_id")
     application_id = c.fetchone()[0]
     c.execute("PRAGMA user_version")
     version = c.fetchone()[0]
     c.execute("SELECT name FROM sqlite_master WHERE type='table'")
     tables = [row[0] for row in c.fetchall()]
-    if _judge(where, application_id, version, tables) is FileState.STORE:
-        return
+    return _judge(where, application_id, version, tables)
+
+
+def initialize(c: SQLiteCursor, where: str, statements: list[str]) -> FileState:
+    """Create the store in the open write transaction, unless a racer already did.
+
+    Returns what the file was: NEW (and now created), or a store a racer made.
+    """
+    state = judge_in_transaction(c, where)
+    if state is not FileState.NEW:
+        return state
     for statement in statements:
         c.execute(statement)
     c.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return state
+
+
+def set_schema_version(c: SQLiteCursor) -> None:
+    """Mark the store as of this schema, in the upgrade's transaction."""
     c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

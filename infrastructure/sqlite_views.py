@@ -8,7 +8,6 @@ Rows hold every name the log has seen; deleted ones stay as tombstones
 from __future__ import annotations
 
 import builtins
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -23,13 +22,14 @@ from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.mapper import LedgerMapper
-from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore, translate
+from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 from imageledger.infrastructure.sqlite_recorder import notification_from_row
 from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
 
 VIEW_NAME = "current_view"
 TABLE = "images"
 SHADOW_TABLE = "images_rebuild"
+CHECK_TABLE = "temp.images_check"  # the fold verify compares with, per connection
 EVENTS_TABLE = "stored_events"
 REBUILD_BATCH = 5000
 SELECT_CHUNK = 500  # names per SELECT, well below SQLite's limit of variables
@@ -38,6 +38,18 @@ Progress = Callable[[int, int], None]
 """Called as progress(events folded so far, events in the log when it started)."""
 
 _COLUMNS = "namespace, name, target, labels, created_at, updated_at, version, live"
+_ALL_COLUMNS = (
+    "namespace",
+    "name",
+    "digest",
+    "media_type",
+    "target",
+    "labels",
+    "created_at",
+    "updated_at",
+    "version",
+    "live",
+)
 
 
 def create_table_statement(table: str) -> str:
@@ -78,7 +90,10 @@ def _row_params(state: CurrentImage) -> tuple[Any, ...]:
         image.target.digest,
         image.target.media_type,
         orjson.dumps(image.target.to_oci()).decode(),
-        orjson.dumps(image.labels).decode() if image.labels else "{}",
+        # Sorted, as in the log, so that the view and the fold write equal text.
+        orjson.dumps(image.labels, option=orjson.OPT_SORT_KEYS).decode()
+        if image.labels
+        else "{}",
         created_at,
         created_at
         if image.updated_at is image.created_at
@@ -94,7 +109,18 @@ def _state(row: Any) -> CurrentImage:
 
 
 def _image(row: Any) -> Image:
-    # Rows were written from validated events: rebuild them without validating.
+    try:
+        return _trusted_image(row)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise StoreError(
+            f"the current view's row of {row[1]!r} in namespace {row[0]!r} is "
+            f"damaged ({type(e).__name__}: {e}); rebuild() refolds it from the log"
+        ) from e
+
+
+def _trusted_image(row: Any) -> Image:
+    # Rows were written from validated events: rebuild them without validating
+    # (a damaged row still fails to decode, which _image reports).
     # A name's first registration has equal times and many have no labels:
     # those skip a parse each (a list does this a million times).
     created_at = datetime.fromisoformat(row[4])
@@ -139,6 +165,22 @@ def _rows(
     return found
 
 
+def _same(column: str, viewed: object, folded: object) -> bool:
+    if viewed == folded:
+        return True
+    if column in ("target", "labels") and isinstance(viewed, str):
+        try:
+            return bool(orjson.loads(viewed) == orjson.loads(str(folded)))
+        except orjson.JSONDecodeError:
+            return False
+    return False
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 class SQLiteCurrentView(CurrentView):
     """The current view on one SQLite file, kept in the writes' transactions."""
 
@@ -167,12 +209,7 @@ class SQLiteCurrentView(CurrentView):
     # Read side.
 
     def get(self, namespace: str, name: str) -> Image | None:
-        try:
-            row = (
-                self.datastore.reader().execute(self._get, (namespace, name)).fetchone()
-            )
-        except sqlite3.Error as e:
-            raise translate(e) from e
+        row = self.datastore.read_one(self._get, (namespace, name))
         return None if row is None else _image(row)
 
     def snapshot(
@@ -183,14 +220,7 @@ class SQLiteCurrentView(CurrentView):
         One statement: the aggregate loader uses the state as a snapshot and
         reads events only when the stream is ahead of it.
         """
-        try:
-            row = (
-                self.datastore.reader()
-                .execute(self._snapshot, (stream.hex, namespace, name))
-                .fetchone()
-            )
-        except sqlite3.Error as e:
-            raise translate(e) from e
+        row = self.datastore.read_one(self._snapshot, (stream.hex, namespace, name))
         head = row[0] or 0
         if row[1] is None:
             return None, head
@@ -287,6 +317,68 @@ class SQLiteCurrentView(CurrentView):
             if progress is not None:
                 progress(folded, max(total, position))
 
+    # Verify driver: the log folded into a temporary table, compared with the view.
+
+    def start_check(self, c: SQLiteCursor) -> None:
+        """Start an empty fold in `c`'s connection (a temporary table)."""
+        c.execute(f"DROP TABLE IF EXISTS {CHECK_TABLE}")
+        c.execute(create_table_statement(CHECK_TABLE))
+
+    def fold_check(
+        self, c: SQLiteCursor, events: Iterable[ImageAggregate.Event]
+    ) -> None:
+        """Fold the next events of the log into the check table."""
+        self._fold_into(c, CHECK_TABLE, events)
+
+    def check_difference(self, c: SQLiteCursor) -> tuple[tuple[Any, Any], str] | None:
+        """Compare the view's rows with the check fold.
+
+        Returns None when they are equal, else the (namespace, name) of the
+        first row that differs and what differs. JSON columns are compared as
+        JSON: a view row written with its labels in another key order is equal.
+        """
+        columns = ", ".join(_ALL_COLUMNS)
+        differing = (
+            f"SELECT namespace, name FROM (SELECT {columns} FROM {TABLE} "
+            f"EXCEPT SELECT {columns} FROM {CHECK_TABLE}) UNION "
+            f"SELECT namespace, name FROM (SELECT {columns} FROM {CHECK_TABLE} "
+            f"EXCEPT SELECT {columns} FROM {TABLE}) "
+        )
+        # Streamed on a second cursor of the same connection (and transaction),
+        # while `c` reads each candidate's two rows.
+        keys = c.sqlite_cursor.connection.execute(differing + "ORDER BY 1, 2")
+        try:
+            for row in keys:
+                key = (row[0], row[1])
+                what = self._compare(c, key)
+                if what:
+                    return key, f"image {key[1]!r} in namespace {key[0]!r}: {what}"
+        finally:
+            keys.close()
+        return None
+
+    def tracked_position(self, c: SQLiteCursor) -> int:
+        """The log position the view says it reflects."""
+        return self._position(c)
+
+    def _compare(self, c: SQLiteCursor, key: tuple[Any, Any]) -> str:
+        columns = ", ".join(_ALL_COLUMNS)
+        select = f"SELECT {columns} FROM {{}} WHERE namespace IS ? AND name IS ?"
+        c.execute(select.format(TABLE), key)
+        viewed = c.fetchone()
+        c.execute(select.format(CHECK_TABLE), key)
+        folded = c.fetchone()
+        if folded is None:
+            return "it is in the view, but no event in the log made it"
+        if viewed is None:
+            return "the log made it, but it is missing from the view"
+        return "; ".join(
+            f"{column} is {_short(viewed[i])} in the view, {_short(folded[i])} "
+            "in the log"
+            for i, column in enumerate(_ALL_COLUMNS)
+            if not _same(column, viewed[i], folded[i])
+        )
+
     # Shared by the drivers.
 
     def _catch_up(self, c: SQLiteCursor, table: str, *, after: int, upto: int) -> int:
@@ -314,7 +406,10 @@ class SQLiteCurrentView(CurrentView):
         )
         for event in events:
             key = (event.namespace, event.name)
-            states[key] = fold(states.get(key), event)
+            try:
+                states[key] = fold(states.get(key), event)
+            except (ValueError, TypeError) as e:  # a damaged or forged log
+                raise StoreError(f"the log cannot be folded: {e}") from e
         c.executemany(
             _upsert_statement(table),
             [_row_params(state) for state in states.values() if state is not None],

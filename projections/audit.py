@@ -14,7 +14,7 @@ from imageledger.domain.image import Image as ImageAggregate
 class AuditEntry(BaseModel):
     """One change to one image name, where it stands in the global log."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     position: int
     namespace: str

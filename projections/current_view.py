@@ -21,7 +21,7 @@ from imageledger.domain.trusted import rebuild
 class Image(BaseModel):
     """An image name as it stands: what it points at, since when, at which version."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     namespace: str
     name: str

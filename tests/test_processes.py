@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import select
+import sqlite3
 import subprocess
 import sys
 import time
@@ -252,6 +253,8 @@ def test_concurrent_upserts_lose_no_acknowledged_write(
             assert image.target == head.target, name
             assert image.labels == head.labels, name
         assert store.replay() == listed
+        # Four processes interleaving writes still left one unbroken chain.
+        assert store.verify().events == len(acks)
 
 
 def test_concurrent_batches_on_the_same_names_are_each_applied_whole(
@@ -317,6 +320,7 @@ def test_concurrent_compare_and_swap_increments_lose_no_update(
         assert [(e.version, e.labels) for e in history] == [
             (v, {"counter": str(v)}) for v in range(1, total + 1)
         ]
+        assert store.verify().events == total
 
 
 def test_processes_creating_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
@@ -343,6 +347,39 @@ def test_processes_creating_a_new_store_at_once_all_succeed(tmp_path: Path) -> N
                 f"app:{i}" for i in range(WORKERS)
             ]
             assert store._log.head() == WORKERS
+            assert store.verify().events == WORKERS
+
+
+def test_processes_opening_a_schema_1_store_at_once_link_it_once(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "old.db"
+    with ImageStore.open(db) as store:
+        for i in range(20):
+            store.register(f"old:{i}", descriptor(i))
+        before = store.checkpoint()
+    connection = sqlite3.connect(db)
+    with connection:
+        connection.execute("DROP TABLE event_chain")
+        connection.execute("PRAGMA user_version=1")
+    connection.close()
+    command = [sys.executable, str(WORKER), "register", str(db)]
+    processes = [
+        subprocess.Popen(
+            [*command, f"new:{i}", str(100 + i)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(WORKERS)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=TIMEOUT)
+        assert process.returncode == 0, err
+    with ImageStore.open(db) as store:
+        report = store.verify(before)
+    assert report.events == 20 + WORKERS
 
 
 def test_writes_by_another_process_during_a_rebuild_end_up_in_the_view(
@@ -366,4 +403,5 @@ def test_writes_by_another_process_during_a_rebuild_end_up_in_the_view(
         assert {(i.namespace, i.name): i for i in store.list()} == expected
         assert len(expected) == 3000 + len(SHARED_NAMES)
         assert store.get("seed/app0:v1").labels["writer"] == "7"
+        assert store.verify().events == 6_030
     assert len(written[0]) == 30

@@ -5,13 +5,15 @@ from __future__ import annotations
 import sqlite3
 import sys
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from conftest import descriptor
 from imageledger import ImageStore
-from imageledger.errors import InvalidArgument, StoreError
+from imageledger.errors import IntegrityError, InvalidArgument, StoreError
+from imageledger.infrastructure.hash_chain import canonical_bytes, link
 from imageledger.infrastructure.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
 
 
@@ -112,9 +114,12 @@ def test_a_url_is_refused_without_showing_its_password() -> None:
     assert "admin:***@db.example:5432/images" in str(caught.value)
 
 
-def test_a_stored_topic_outside_the_allow_list_is_never_imported(
-    db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+HOSTILE_TOPIC = "hostile_module:Evil"
+
+
+@pytest.fixture
+def hostile_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A module on sys.path that records being imported; yields its marker file."""
     marker = tmp_path / "imported.txt"
     (tmp_path / "hostile_module.py").write_text(
         textwrap.dedent(
@@ -126,28 +131,92 @@ def test_a_stored_topic_outside_the_allow_list_is_never_imported(
         )
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    with ImageStore.open(db_path) as store:
-        store.register("a", descriptor(1))
-        stream = store.history("a")[0]
+    yield marker
+    assert "hostile_module" not in sys.modules
+    assert not marker.exists()
+
+
+def _insert_hostile_event(db_path: Path, *, linked: bool) -> None:
+    """Append version 2 of image "a" under a foreign topic, by plain SQL.
+
+    `linked` also writes its hash-chain link, as an intruder who knows the
+    chain's definition would, so that only the topic is wrong.
+    """
     connection = sqlite3.connect(db_path)
     with connection:
+        stream = connection.execute(
+            "SELECT originator_id FROM stored_events"
+        ).fetchone()[0]
+        state = b"{}"
         connection.execute(
-            "INSERT INTO stored_events VALUES (?, 2, 'hostile_module:Evil', ?)",
-            (
-                connection.execute(
-                    "SELECT originator_id FROM stored_events"
-                ).fetchone()[0],
-                b"{}",
-            ),
+            "INSERT INTO stored_events VALUES (?, 2, ?, ?)",
+            (stream, HOSTILE_TOPIC, state),
         )
+        if linked:
+            previous = connection.execute(
+                "SELECT chain FROM event_chain WHERE position=1"
+            ).fetchone()[0]
+            connection.execute(
+                "INSERT INTO event_chain VALUES (2, ?)",
+                (link(previous, canonical_bytes(stream, 2, HOSTILE_TOPIC, state)),),
+            )
     connection.close()
-    assert stream.position == 1
+
+
+# Every way of reading the log; each must refuse the row without importing.
+READERS: dict[str, Callable[[ImageStore], object]] = {
+    "history": lambda store: store.history("a"),
+    "replay": lambda store: store.replay(),
+    "verify": lambda store: store.verify(),
+    "register": lambda store: store.register("a", descriptor(2)),
+    "rebuild": lambda store: store.rebuild(),
+}
+
+
+def test_opening_a_store_with_a_foreign_topic_refuses_it_without_importing(
+    db_path: Path, hostile_module: Path
+) -> None:
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+    _insert_hostile_event(db_path, linked=True)
     with pytest.raises(
         StoreError, match="position 2 has event topic 'hostile_module:Evil'"
     ):
         ImageStore.open(db_path)
-    assert "hostile_module" not in sys.modules
-    assert not marker.exists()
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_reading_a_foreign_topic_raises_store_error_without_importing(
+    db_path: Path, hostile_module: Path, reader: str
+) -> None:
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+        _insert_hostile_event(db_path, linked=True)
+        with pytest.raises(
+            StoreError, match="position 2 has event topic 'hostile_module:Evil'"
+        ):
+            READERS[reader](store)
+
+
+def test_get_and_list_answer_from_the_view_which_never_held_the_foreign_event(
+    db_path: Path, hostile_module: Path
+) -> None:
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+        _insert_hostile_event(db_path, linked=True)
+        assert store.get("a").version == 1
+        assert [image.version for image in store.list()] == [1]
+
+
+def test_verify_reports_an_unlinked_foreign_event_as_forged_without_importing(
+    db_path: Path, hostile_module: Path
+) -> None:
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+        _insert_hostile_event(db_path, linked=False)
+        with pytest.raises(IntegrityError) as caught:
+            store.verify()
+    assert (caught.value.position, caught.value.problem) == (2, "forged event")
 
 
 @pytest.mark.parametrize(
@@ -166,3 +235,40 @@ def test_a_bad_location_is_refused(
     with pytest.raises(InvalidArgument, match=rule):
         ImageStore.open(location)  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def _downgrade_to_schema_1(path: Path) -> None:
+    """Make the file what imageledger wrote before the hash chain: no links, v1."""
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute("DROP TABLE event_chain")
+        connection.execute("PRAGMA user_version=1")
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+
+
+def test_a_schema_1_store_is_upgraded_by_linking_its_events(db_path: Path) -> None:
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+        store.register("b", descriptor(2))
+        store.delete("a")
+        linked_when_written = store.checkpoint()
+    _downgrade_to_schema_1(db_path)
+    with ImageStore.open(db_path) as store:
+        assert store.checkpoint() == linked_when_written
+        report = store.verify(linked_when_written)
+        store.register("c", descriptor(3))
+        assert store.verify(linked_when_written).position == 4
+    assert report.events == 3
+    connection = sqlite3.connect(db_path)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert connection.execute("SELECT COUNT(*) FROM event_chain").fetchone()[0] == 4
+    connection.close()
+
+
+def test_an_empty_schema_1_store_is_upgraded(db_path: Path) -> None:
+    ImageStore.open(db_path).close()
+    _downgrade_to_schema_1(db_path)
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+        assert store.verify().events == 1

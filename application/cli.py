@@ -1,0 +1,168 @@
+"""The imageledger command line: parses, calls ImageStore, renders. Nothing else.
+
+The commands live in cli_images (names) and cli_log (the log as a whole).
+Errors become one line on stderr and an exit code here, in `run`, and nowhere
+else: 0 ok, 1 other error, 2 invalid argument or usage, 3 not found,
+4 conflict, 5 verification failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import click
+
+from imageledger import __version__
+from imageledger.cli_context import (
+    EXIT_CONFLICT,
+    EXIT_ERROR,
+    EXIT_NOT_FOUND,
+    EXIT_USAGE,
+    EXIT_VERIFY,
+    AlreadyReported,
+    Settings,
+    error_line,
+)
+from imageledger.cli_images import delete, get, history, list_images, register
+from imageledger.cli_log import checkpoint, rebuild, replay, verify
+from imageledger.errors import (
+    Conflict,
+    ImageLedgerError,
+    ImageNotFound,
+    IntegrityError,
+    InvalidArgument,
+)
+
+_ALIASES = {"inspect": "get", "ls": "list", "rm": "delete"}
+_GLOBAL_OPTIONS = {"--db", "-n", "--namespace", "--json"}
+
+
+class _Commands(click.Group):
+    """A group whose commands also answer to their ctr-style aliases."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, _ALIASES.get(cmd_name, cmd_name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        _, command, rest = super().resolve_command(ctx, args)
+        return (command.name if command else None), command, rest
+
+    def format_commands(
+        self, ctx: click.Context, formatter: click.HelpFormatter
+    ) -> None:
+        names = {command: alias for alias, command in _ALIASES.items()}
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands[name]
+            label = f"{name} ({names[name]})" if name in names else name
+            rows.append((label, command.get_short_help_str(limit=60)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    metavar="PATH",
+    help="The store: an SQLite file. [default: $IMAGELEDGER_DB, else imageledger.db]",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    default="default",
+    show_default=True,
+    envvar="IMAGELEDGER_NAMESPACE",
+    help="The namespace to work in (or $IMAGELEDGER_NAMESPACE).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.version_option(
+    __version__, "--version", prog_name="imageledger", message="%(prog)s %(version)s"
+)
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, namespace: str, as_json: bool) -> None:
+    """An event-sourced metadata store for container images.
+
+    Maps image names to the OCI descriptor of their content, like containerd's
+    image store, and keeps every change: who moved a name, when, and from what.
+
+    \b
+    Example:
+      imageledger register app:prod --media-type \\
+        application/vnd.oci.image.index.v1+json --size 1733 \\
+        --digest sha256:9c1e2d3f4a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f
+      imageledger list
+      imageledger history app:prod
+    """
+    ctx.obj = Settings(db=db, namespace=namespace, json=as_json)
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+for _command in (register, get, list_images, delete, history):
+    cli.add_command(_command)
+for _command in (replay, rebuild, checkpoint, verify):
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """The console script: run the command line, exit with its documented code."""
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on `argv` and return the exit code."""
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="imageledger",
+            standalone_mode=False,
+        )
+    except AlreadyReported as e:
+        return e.code
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help() if e.ctx else "", err=True)
+        return EXIT_USAGE
+    except click.UsageError as e:
+        return _fail(_usage_message(e), EXIT_USAGE)
+    except click.ClickException as e:
+        return _fail(e.format_message(), e.exit_code)
+    except click.Abort:
+        return _fail("interrupted", 130)
+    except ImageLedgerError as e:
+        return _fail(str(e), _exit_code(e))
+    except BrokenPipeError:
+        # A reader such as `head` stopped early; that is not an error.
+        sys.stderr.close()
+        return 0
+    return result if isinstance(result, int) else 0
+
+
+def _usage_message(error: click.UsageError) -> str:
+    command = error.ctx.command_path if error.ctx else "imageledger"
+    if isinstance(error, click.NoSuchOption) and error.option_name in _GLOBAL_OPTIONS:
+        option = error.option_name
+        hint = f"{option} is a global option: put it before the command, as in "
+        return f"{error.format_message()} ({hint}'imageledger {option} ... COMMAND')"
+    return f"{error.format_message()} (see '{command} --help')"
+
+
+def _exit_code(error: ImageLedgerError) -> int:
+    if isinstance(error, InvalidArgument):
+        return EXIT_USAGE
+    if isinstance(error, ImageNotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(error, Conflict):
+        return EXIT_CONFLICT
+    if isinstance(error, IntegrityError):
+        return EXIT_VERIFY
+    return EXIT_ERROR
+
+
+def _fail(message: str, code: int) -> int:
+    error_line(message)
+    return code
