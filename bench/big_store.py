@@ -162,7 +162,8 @@ def sizes(path: Path, raw_path: Path, events: int) -> list[Row]:
         log = sum(
             size
             for name, size in pages.items()
-            if name == "stored_events" or name.startswith("sqlite_autoindex_stored")
+            if name in ("stored_events", "event_chain")  # events and their links
+            or name.startswith("sqlite_autoindex_stored")
         )
         return db.stat().st_size / events, log / events
 
@@ -177,7 +178,7 @@ def sizes(path: Path, raw_path: Path, events: int) -> list[Row]:
             file_bytes / raw_file <= 2,
         ),
         Row(
-            "  of which the event log (table and index)",
+            "  of which the event log (events, their index and links)",
             f"{log_bytes:,.0f} B",
             f"{raw_log:,.0f} B",
             log_bytes / raw_log,
