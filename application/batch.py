@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.errors import InvalidArgument
+from imageledger.domain.errors import InvalidArgument, shown
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.labels import validate_labels
 from imageledger.domain.names import validate_name
@@ -55,9 +55,11 @@ def validate_items(items: object) -> list[Register]:
 def _validate_item(index: int, item: object) -> Register:
     where = f"items[{index}]"
     if isinstance(item, Mapping):
-        unknown = sorted(str(key) for key in item if key not in _KEYS)
+        unknown = [key for key in item if key not in _KEYS]
         if unknown:
-            raise InvalidArgument(where, f"has unknown keys {', '.join(unknown)}")
+            keys = ", ".join(shown(key) for key in unknown[:3])
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            raise InvalidArgument(where, f"has unknown keys {keys}{more}")
         for key in ("name", "target"):
             if key not in item:
                 raise InvalidArgument(f"{where}.{key}", "is required")

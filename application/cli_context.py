@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from imageledger.cli_render import printable
 from imageledger.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -19,6 +21,9 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 EXIT_VERIFY = 5
+
+_LONG_QUOTES = (re.compile(r"(')([^']{61,})'"), re.compile(r'(")([^"]{61,})"'))
+_MAX_LINE = 1_000
 
 ACTOR_HELP = "Who makes the change. [default: $IMAGELEDGER_ACTOR, else the user]"
 
@@ -62,8 +67,22 @@ def flag_names(flags: dict[str, str]) -> Iterator[None]:
 
 
 def error_line(message: str) -> None:
-    one_line = " ".join(message.split())
-    click.echo(f"Error: {one_line}", err=True)
+    """Print `message` as one `Error:` line on stderr, control characters escaped.
+
+    Usage errors quote the argument whole; a long one is cut, so that a
+    megabyte of garbage in argv gives a short line, not a megabyte of error.
+    """
+    one_line = " ".join(message.splitlines())
+    for quoted in _LONG_QUOTES:
+        one_line = quoted.sub(_cut, one_line)
+    if len(one_line) > _MAX_LINE:
+        one_line = f"{one_line[:_MAX_LINE]}... ({len(one_line):,} characters)"
+    click.echo(f"Error: {printable(one_line)}", err=True)
+
+
+def _cut(match: re.Match[str]) -> str:
+    quote, text = match[1], match[2]
+    return f"{quote}{text[:40]}...{quote} ({len(text):,} characters)"
 
 
 def echo_lines(lines: Iterable[str]) -> None:

@@ -42,7 +42,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Iterator[str
     The rows are materialised to size the columns, so callers stream large
     results in `--json` or `-q` form instead.
     """
-    cells = [[_printable(cell) for cell in row] for row in rows]
+    cells = [[printable(cell) for cell in row] for row in rows]
     widths = [len(c) for c in columns]
     for row in cells:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -157,6 +157,8 @@ def progress(
             out.flush()
 
 
-def _printable(text: str) -> str:
-    # A name or reason with a newline must not break the table's lines.
+def printable(text: str) -> str:
+    """`text` with control characters escaped, safe to print on one line."""
+    # A name or reason with a newline must not break a table's lines, and an
+    # escape sequence in a name must not reach the terminal.
     return text.translate(_CONTROL)

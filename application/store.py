@@ -23,7 +23,12 @@ from imageledger import integrity
 from imageledger.batch import BatchItem, register_all, validate_items
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
-from imageledger.domain.errors import ImageLedgerError, ImageNotFound, InvalidArgument
+from imageledger.domain.errors import (
+    ImageLedgerError,
+    ImageNotFound,
+    InvalidArgument,
+    shown,
+)
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
 from imageledger.domain.names import (
@@ -44,6 +49,7 @@ from imageledger.storage_errors import (
     stream_with_storage_errors as _stream_with_storage_errors,
 )
 from imageledger.writes import (
+    MAX_POSITION,
     Expect,
     check_expect,
     public,
@@ -52,6 +58,8 @@ from imageledger.writes import (
 )
 
 DEFAULT_DB = "imageledger.db"
+# SQLite keeps the busy timeout as an int of milliseconds; a day is plenty.
+MAX_LOCK_TIMEOUT = 86_400
 When = int | datetime
 
 
@@ -72,8 +80,8 @@ class ImageStore:
         """Open (or create) the store at `location`.
 
         `location` defaults to $IMAGELEDGER_DB, else ./imageledger.db.
-        `lock_timeout` (seconds a write waits for another process's write lock)
-        defaults to $IMAGELEDGER_LOCK_TIMEOUT, else 5.
+        `lock_timeout` (seconds, up to a day, that a write waits for another
+        process's write lock) defaults to $IMAGELEDGER_LOCK_TIMEOUT, else 5.
         Raises StoreError if the file is not an imageledger store, was written by a
         newer version, or cannot be created; nothing is changed in that case.
         """
@@ -343,7 +351,7 @@ def _validate_when(when: object) -> tuple[int | None, datetime | None]:
     if isinstance(when, int) and not isinstance(when, bool):
         if when < 0:
             raise InvalidArgument("until", "a log position must not be negative")
-        return when, None
+        return min(when, MAX_POSITION), None  # beyond the head is the whole log
     if isinstance(when, datetime):
         return None, when if when.tzinfo else when.replace(tzinfo=UTC)
     raise InvalidArgument(
@@ -381,10 +389,16 @@ def _lock_timeout(value: float | None) -> float:
             value = float(text)
         except ValueError:
             raise InvalidArgument(
-                "IMAGELEDGER_LOCK_TIMEOUT", f"{text!r} is not a number of seconds"
+                "IMAGELEDGER_LOCK_TIMEOUT", f"{shown(text)} is not a number of seconds"
             ) from None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-        raise InvalidArgument("lock_timeout", "must be a number of seconds, 0 or more")
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_LOCK_TIMEOUT  # also refuses nan
+    ):
+        raise InvalidArgument(
+            "lock_timeout", f"must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}"
+        )
     return float(value)
 
 
@@ -398,6 +412,12 @@ def _location_text(location: object) -> str:
         raise InvalidArgument("location", "must be a non-empty text path")
     if "\x00" in text:
         raise InvalidArgument("location", "must not contain NUL characters")
+    try:
+        os.fsencode(text)  # lone surrogates other than undecodable bytes
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            "location", "is not a file name this system can encode"
+        ) from None
     return text
 
 

@@ -12,13 +12,14 @@ from typing import Literal, TypeVar
 
 from eventsourcing.persistence import RecordConflictError
 
-from imageledger.domain.errors import Conflict, InvalidArgument
+from imageledger.domain.errors import Conflict, InvalidArgument, shown
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.current_view import Image
 
 MAX_ATTEMPTS = 50  # optimistic retries when another writer moved the same name
+MAX_POSITION = 2**63 - 1  # versions and log positions are SQLite integers
 
 Expect = Literal["absent"] | int | None
 Result = TypeVar("Result")
@@ -90,7 +91,13 @@ def validate_expect(
         return None
     if allow_absent and expect == "absent":
         return "absent"
-    if isinstance(expect, int) and not isinstance(expect, bool) and expect >= 0:
+    if (
+        isinstance(expect, int)
+        and not isinstance(expect, bool)
+        and 0 <= expect <= MAX_POSITION
+    ):
         return expect
     allowed = "None, 'absent' or" if allow_absent else "None or"
-    raise InvalidArgument(field, f"must be {allowed} a version number, not {expect!r}")
+    raise InvalidArgument(
+        field, f"must be {allowed} a version number, not {shown(expect)}"
+    )

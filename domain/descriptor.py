@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import (
@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from imageledger.domain.digests import digest_problem
-from imageledger.domain.errors import InvalidArgument
+from imageledger.domain.errors import InvalidArgument, shown
 from imageledger.domain.trusted import rebuild
 
 MAX_SIZE = 2**63 - 1
@@ -51,7 +51,9 @@ _STRICT = ConfigDict(
 
 def _media_type_problem(value: str) -> str | None:
     if not _MEDIA_TYPE.fullmatch(value):
-        return f"{value!r} is not a media type (RFC 6838 type/subtype, no parameters)"
+        return (
+            f"{shown(value)} is not a media type (RFC 6838 type/subtype, no parameters)"
+        )
     return None
 
 
@@ -123,7 +125,7 @@ class Descriptor(BaseModel):
                 or any(c.isspace() for c in url)
                 or "#" in url
             ):
-                raise ValueError(f"{url!r} is not an absolute URI")
+                raise ValueError(f"{shown(url)} is not an absolute URI")
         return value
 
     @field_validator("annotations")
@@ -175,9 +177,11 @@ class Descriptor(BaseModel):
                 field, f"must be a descriptor object, not {type(data).__name__}"
             )
         for key, value in data.items():
+            if not isinstance(key, str):
+                raise InvalidArgument(field, f"keys must be strings, not {shown(key)}")
             if value is None:
                 raise InvalidArgument(
-                    f"{field}.{key}", "must be omitted rather than null"
+                    f"{field}.{_location([key])}", "must be omitted rather than null"
                 )
         try:
             return cls.model_validate(dict(data))
@@ -325,6 +329,12 @@ _RULES = {
 
 def _invalid_argument(field: str, error: ValidationError) -> InvalidArgument:
     first = error.errors(include_url=False, include_context=False)[0]
-    location = ".".join(str(part) for part in first["loc"])
+    location = _location(first["loc"])
     message = _RULES.get(first["type"]) or first["msg"].removeprefix("Value error, ")
     return InvalidArgument(f"{field}.{location}" if location else field, message)
+
+
+def _location(parts: Iterable[object]) -> str:
+    # Keys come from the caller and can be megabytes long: name them by their start.
+    texts = (str(part) for part in parts)
+    return ".".join(text if len(text) <= 40 else text[:40] + "..." for text in texts)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from imageledger.domain.errors import shown
+
 _ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*", re.ASCII)
 _ENCODED = re.compile(r"[a-zA-Z0-9=_-]+", re.ASCII)
 _LOWER_HEX = re.compile(r"[a-f0-9]+", re.ASCII)
@@ -25,11 +27,11 @@ def digest_problem(digest: str) -> str | None:
         return None
     algorithm, sep, encoded = digest.partition(":")
     if not sep:
-        return f"{digest!r} is not of the form algorithm:encoded"
+        return f"{shown(digest)} is not of the form algorithm:encoded"
     if not _ALGORITHM.fullmatch(algorithm):
-        return f"algorithm {algorithm!r} must match [a-z0-9]+([+._-][a-z0-9]+)*"
+        return f"algorithm {shown(algorithm)} must match [a-z0-9]+([+._-][a-z0-9]+)*"
     if not _ENCODED.fullmatch(encoded):
-        return f"encoded part {encoded!r} must match [a-zA-Z0-9=_-]+"
+        return f"encoded part {shown(encoded)} must match [a-zA-Z0-9=_-]+"
     length = KNOWN_ALGORITHMS.get(algorithm)
     if length is not None and (
         len(encoded) != length or not _LOWER_HEX.fullmatch(encoded)

@@ -36,3 +36,19 @@ class ImageNotFound(ImageLedgerError, LookupError):
 
 class Conflict(ImageLedgerError):
     """A conditional write found the image in another state than expected."""
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """`value` as an error message shows it: bounded, whatever the caller passed.
+
+    Texts are quoted and cut to `limit` characters, small numbers written out;
+    anything else is named by its type, since its repr may be huge or recurse
+    without end.
+    """
+    if isinstance(value, str):
+        return repr(value if len(value) <= limit else value[:limit] + "...")
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    if value is None or isinstance(value, (bool, int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from imageledger.domain.errors import InvalidArgument
+from imageledger.domain.errors import InvalidArgument, shown
 
 LABEL_MAX_BYTES = 4096  # key + value, as containerd's labels.Validate
 MAX_LABELS = 256
@@ -27,11 +27,13 @@ def validate_labels(labels: object) -> dict[str, str]:
     checked: dict[str, str] = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidArgument(f"labels[{key!r}]", "keys and values must be strings")
+            raise InvalidArgument(
+                f"labels[{shown(key)}]", "keys and values must be strings"
+            )
         if not key:
             raise InvalidArgument("labels", "label keys must not be empty")
-        size = _utf8_length(f"labels[{key!r}]", key) + _utf8_length(
-            f"labels[{key!r}]", value
+        size = _utf8_length(f"labels[{shown(key)}]", key) + _utf8_length(
+            f"labels[{shown(key)}]", value
         )
         if size > LABEL_MAX_BYTES:
             raise InvalidArgument(

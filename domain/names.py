@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 
 from imageledger.domain.digests import digest_problem
-from imageledger.domain.errors import InvalidArgument
+from imageledger.domain.errors import InvalidArgument, shown
 
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_MAX_LENGTH = 76
 NAME_MAX_LENGTH = 255  # the repository part, domain included, as in distribution
+# The whole reference: a 255-character repository, a 128-character tag and a
+# sha512 digest take 520; the rest is room for other digest algorithms.
+REFERENCE_MAX_LENGTH = 1024
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*", re.ASCII)
 
@@ -39,7 +42,7 @@ _REFERENCE = re.compile(
 
 def validate_namespace(namespace: object) -> str:
     """Return `namespace` if it is a valid namespace, else raise InvalidArgument."""
-    if namespace == DEFAULT_NAMESPACE:  # most calls; and so a third cheaper
+    if type(namespace) is str and namespace == DEFAULT_NAMESPACE:  # most calls
         return DEFAULT_NAMESPACE
     if not isinstance(namespace, str):
         raise InvalidArgument("namespace", f"must be a string, not {_kind(namespace)}")
@@ -48,13 +51,13 @@ def validate_namespace(namespace: object) -> str:
     if len(namespace) > NAMESPACE_MAX_LENGTH:
         raise InvalidArgument(
             "namespace",
-            f"{_shorten(namespace)!r} is {len(namespace)} characters, "
+            f"{shown(namespace)} is {len(namespace)} characters, "
             f"at most {NAMESPACE_MAX_LENGTH} allowed",
         )
     if not _NAMESPACE.fullmatch(namespace):
         raise InvalidArgument(
             "namespace",
-            f"{namespace!r} must be letters and digits, "
+            f"{shown(namespace)} must be letters and digits, "
             "optionally joined by single '.', '_' or '-'",
         )
     return namespace
@@ -64,6 +67,11 @@ def validate_name(name: object) -> str:
     """Return `name` if it is a valid image reference, else raise InvalidArgument."""
     if not isinstance(name, str):
         raise InvalidArgument("name", f"must be a string, not {_kind(name)}")
+    if len(name) > REFERENCE_MAX_LENGTH:
+        raise InvalidArgument(
+            "name",
+            f"is {len(name)} characters, at most {REFERENCE_MAX_LENGTH} allowed",
+        )
     match = _REFERENCE.fullmatch(name)
     if (
         match is not None
@@ -84,12 +92,13 @@ def _reference_problem(reference: str) -> str | None:
         bad = next(
             c for c in reference if not (c.isascii() and c.isprintable()) or c == " "
         )
-        return f"{_shorten(reference)!r} contains {bad!r}; names are printable ASCII"
+        return f"{shown(reference)} contains {bad!r}; names are printable ASCII"
     remainder, at, digest = reference.partition("@")
     if at:
         if not _REFERENCE_DIGEST.fullmatch(digest):
             return (
-                f"digest {digest!r} must be algorithm:hex with at least 32 hex digits"
+                f"digest {shown(digest)} must be algorithm:hex "
+                "with at least 32 hex digits"
             )
         problem = digest_problem(digest)
         if problem:
@@ -97,11 +106,11 @@ def _reference_problem(reference: str) -> str | None:
     repository, tag = _split_tag(remainder)
     if tag is not None and not _TAG.fullmatch(tag):
         return (
-            f"tag {tag!r} must be 1 to 128 characters of letters, digits, '_', '.' "
-            "or '-', not starting with '.' or '-'"
+            f"tag {shown(tag)} must be 1 to 128 characters of letters, digits, "
+            "'_', '.' or '-', not starting with '.' or '-'"
         )
     if not repository:
-        return f"{reference!r} has no repository name"
+        return f"{shown(reference)} has no repository name"
     if len(repository) > NAME_MAX_LENGTH:
         return (
             f"repository name is {len(repository)} characters, "
@@ -121,26 +130,22 @@ def _split_tag(remainder: str) -> tuple[str, str | None]:
 def _repository_problem(repository: str) -> str | None:
     components = repository.split("/")
     if "" in components:
-        return f"{repository!r} has an empty path component"
+        return f"{shown(repository)} has an empty path component"
     first, rest = components[0], components[1:]
     if rest and _DOMAIN.fullmatch(first) and not _PATH.fullmatch(first):
         components = rest  # a registry host such as docker.io or localhost:5000
     elif rest and not _PATH.fullmatch(first) and not _DOMAIN.fullmatch(first):
         return (
-            f"{first!r} is neither a registry host (like registry.example:5000) "
+            f"{shown(first)} is neither a registry host (like registry.example:5000) "
             "nor a path component"
         )
     for component in components:
         if not _PATH.fullmatch(component):
             return (
-                f"path component {component!r} must be lowercase letters and "
+                f"path component {shown(component)} must be lowercase letters and "
                 "digits, joined by '.', '_', '__' or '-'"
             )
     return None
-
-
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _kind(value: object) -> str:

@@ -34,10 +34,14 @@ def sqlite_uri(path: Path) -> str:
 
 def inspect_file(path: Path) -> FileState:
     """Say whether `path` is a new or an existing store; raise StoreError otherwise."""
-    if path.is_dir():
+    try:
+        is_dir, exists, in_dir = path.is_dir(), path.exists(), path.parent.is_dir()
+    except OSError as e:  # a name too long, a loop of links, a folder not ours
+        raise StoreError(f"cannot open {str(path)[:200]!r}: {e.strerror}") from e
+    if is_dir:
         raise StoreError(f"cannot open {str(path)!r}: it is a directory")
-    if not path.exists():
-        if not path.parent.is_dir():
+    if not exists:
+        if not in_dir:
             raise StoreError(
                 f"cannot create {str(path)!r}: directory "
                 f"{str(path.parent)!r} does not exist"

@@ -497,3 +497,19 @@ def test_help_and_version_start_without_loading_the_store(tmp_path: Path) -> Non
         }
         assert "imageledger.cli" in imported
         assert not {"pydantic", "eventsourcing", "sqlite3"} & imported, args
+
+
+def test_a_huge_argument_is_cut_in_the_error_line(run: Run) -> None:
+    result = run(*register_args("a:1", 1)[:-2], "--size", "x" * 70_000)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"Error: Invalid value for '--size': '{'x' * 40}...' (70,000 characters) "
+        "is not a valid integer. (see 'imageledger register --help')\n"
+    )
+
+
+def test_control_characters_in_an_error_are_escaped(run: Run) -> None:
+    result = run("--json", "get", "\x1b[31mred")
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr
+    assert result.stderr.startswith("Error: invalid name: ")
