@@ -11,21 +11,19 @@ from __future__ import annotations
 import builtins
 import getpass
 import os
-import random
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import PersistenceError
 
 from imageledger import integrity
+from imageledger.batch import BatchItem, register_all, validate_items
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
 from imageledger.domain.errors import (
-    Conflict,
     ImageLedgerError,
     ImageNotFound,
     InvalidArgument,
@@ -46,18 +44,23 @@ from imageledger.infrastructure.store_factory import StoreFactory
 from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
+from imageledger.storage_errors import describe as _describe
 from imageledger.storage_errors import storage_errors as _storage_errors
 from imageledger.storage_errors import (
     stream_with_storage_errors as _stream_with_storage_errors,
 )
+from imageledger.writes import (
+    MAX_POSITION,
+    Expect,
+    check_expect,
+    public,
+    validate_expect,
+    write_with_retries,
+)
 
 DEFAULT_DB = "imageledger.db"
-MAX_ATTEMPTS = 50  # optimistic retries when another writer moved the same name
 # SQLite keeps the busy timeout as an int of milliseconds; a day is plenty.
 MAX_LOCK_TIMEOUT = 86_400
-MAX_POSITION = 2**63 - 1  # versions and log positions are SQLite integers
-
-Expect = Literal["absent"] | int | None
 When = int | datetime
 
 
@@ -143,10 +146,10 @@ class ImageStore:
         checked_labels = validate_labels(labels)
         actor = self._actor(actor)
         reason = validate_reason(reason)
-        expect = _validate_expect(expect, allow_absent=True)
+        expect = validate_expect(expect, allow_absent=True)
 
         def decide(image: ImageAggregate | None) -> ImageAggregate | None:
-            _check_expect(image, expect, namespace, name)
+            check_expect(image, expect, namespace, name)
             if image is None:
                 return ImageAggregate.register_new(
                     namespace=namespace,
@@ -161,7 +164,36 @@ class ImageStore:
 
         image = self._write(namespace, name, decide)
         assert image is not None
-        return _public(image)
+        return public(image)
+
+    def register_many(
+        self,
+        items: Iterable[BatchItem],
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> builtins.list[Image]:
+        """Register many names in one transaction: all of them, or none.
+
+        Each item is a mapping with `name`, `target` and optionally `labels`
+        and `expect`, or a tuple (name, target) or (name, target, labels), and
+        means what the same `register` call means; items apply in order, so a
+        name given twice ends as its last item says. Every item is validated
+        before anything is read; an invalid item or a failed condition raises
+        and writes nothing. Returns the image as each item left it.
+        """
+        namespace = validate_namespace(namespace)
+        checked = validate_items(items)
+        actor = self._actor(actor)
+        reason = validate_reason(reason)
+        with _storage_errors():
+            return write_with_retries(
+                lambda: register_all(
+                    self._log, checked, namespace=namespace, actor=actor, reason=reason
+                ),
+                f"a batch of {len(checked)} images",
+            )
 
     def delete(
         self,
@@ -189,12 +221,12 @@ class ImageStore:
             )
             if problem:
                 raise InvalidArgument("if_digest", problem)
-        expected = _validate_expect(expect, allow_absent=False)
+        expected = validate_expect(expect, allow_absent=False)
 
         def decide(image: ImageAggregate | None) -> ImageAggregate | None:
             if image is None or not image.live:
                 raise ImageNotFound(name, namespace)
-            _check_expect(image, expected, namespace, name)
+            check_expect(image, expected, namespace, name)
             image.delete(actor=actor, reason=reason, if_digest=if_digest)
             return image
 
@@ -206,8 +238,10 @@ class ImageStore:
         """The image `name` points at now; raises ImageNotFound."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        with _storage_errors():
+        try:  # not _storage_errors(): a context manager is a tenth of a get
             image = self._log.current_view.get(namespace, name)
+        except PersistenceError as e:
+            raise StoreError(_describe(e)) from e
         if image is None:
             raise ImageNotFound(name, namespace)
         return image
@@ -304,77 +338,19 @@ class ImageStore:
         name: str,
         decide: Callable[[ImageAggregate | None], ImageAggregate | None],
     ) -> ImageAggregate | None:
-        # Optimistic concurrency: the log refuses a second event at the same
-        # version, so a writer that lost the race re-reads and decides again
-        # (a condition that no longer holds then raises Conflict).
-        for attempt in range(MAX_ATTEMPTS):
-            with _storage_errors():
-                image = decide(self._log.load(namespace, name))
-                if image is None or not image.pending_events:
-                    return image
-                try:
-                    self._log.append(image)
-                except RecordConflictError:
-                    time.sleep(random.uniform(0, 0.001 * (attempt + 1)))
-                    continue
-                return image
-        raise StoreError(
-            f'gave up writing image "{name}" after {MAX_ATTEMPTS} conflicting attempts'
-        )
+        def attempt() -> ImageAggregate | None:
+            image = decide(self._log.load(namespace, name))
+            if image is not None and image.pending_events:
+                self._log.append(image)
+            return image
+
+        with _storage_errors():
+            return write_with_retries(attempt, f'image "{name}"')
 
     def _actor(self, actor: str | None) -> str:
         if actor is None:
             actor = os.environ.get("IMAGELEDGER_ACTOR") or self._os_user
         return validate_actor(actor)
-
-
-def _public(image: ImageAggregate) -> Image:
-    return Image(
-        namespace=image.namespace,
-        name=image.name,
-        target=image.target,
-        labels=dict(image.labels),
-        created_at=image.created_at,
-        updated_at=image.modified_on,
-        version=image.version,
-    )
-
-
-def _check_expect(
-    image: ImageAggregate | None, expect: Expect, namespace: str, name: str
-) -> None:
-    if expect is None:
-        return
-    if expect == "absent":
-        if image is not None and image.live:
-            raise Conflict(
-                f'image "{name}" already exists in namespace "{namespace}" '
-                f"(version {image.version})"
-            )
-        return
-    current = 0 if image is None else image.version
-    if current != expect:
-        raise Conflict(
-            f'image "{name}" in namespace "{namespace}" is at version {current}, '
-            f"not {expect}"
-        )
-
-
-def _validate_expect(expect: object, *, allow_absent: bool) -> Expect:
-    if expect is None:
-        return None
-    if allow_absent and expect == "absent":
-        return "absent"
-    if (
-        isinstance(expect, int)
-        and not isinstance(expect, bool)
-        and 0 <= expect <= MAX_POSITION
-    ):
-        return expect
-    allowed = "None, 'absent' or" if allow_absent else "None or"
-    raise InvalidArgument(
-        "expect", f"must be {allowed} a version number, not {shown(expect)}"
-    )
 
 
 def _validate_when(when: object) -> tuple[int | None, datetime | None]:
