@@ -16,26 +16,18 @@ from imageledger.errors import Conflict, InvalidArgument
 Rows = Callable[[], list[tuple[Any, ...]]]
 
 
-def view_rows(db_path: Path) -> list[tuple[Any, ...]]:
-    connection = sqlite3.connect(db_path)
-    try:
-        return connection.execute(
-            "SELECT * FROM images ORDER BY namespace, name"
-        ).fetchall()
-    finally:
-        connection.close()
+Select = Callable[[str], list[tuple[Any, ...]]]
 
 
-def tracking(db_path: Path) -> int:
-    connection = sqlite3.connect(db_path)
-    try:
-        row = connection.execute(
-            "SELECT notification_id FROM tracking WHERE application_name=?",
-            ("current_view",),
-        ).fetchone()
-        return int(row[0])
-    finally:
-        connection.close()
+def view_rows(select: Select) -> list[tuple[Any, ...]]:
+    return select("SELECT * FROM images ORDER BY namespace, name")
+
+
+def tracking(select: Select) -> int:
+    rows = select(
+        "SELECT notification_id FROM tracking " "WHERE application_name='current_view'"
+    )
+    return int(rows[0][0])
 
 
 def test_a_batch_registers_every_item_and_returns_each_image(
@@ -97,14 +89,18 @@ def test_a_batch_leaves_the_same_state_as_the_same_single_registers(
     ]
     assert batch_state == single_state
     assert batch_history == single_history
-    assert view_rows(tmp_path / "batch.db") != []
+    connection = sqlite3.connect(tmp_path / "batch.db")
+    try:
+        assert connection.execute("SELECT COUNT(*) FROM images").fetchone()[0] > 0
+    finally:
+        connection.close()
 
 
 def test_one_invalid_item_writes_nothing_and_names_the_item(
-    store: ImageStore, log_rows: Rows, db_path: Path
+    store: ImageStore, log_rows: Rows, select_sql: Select
 ) -> None:
     store.register("app:0", descriptor(0))
-    before, view_before = log_rows(), view_rows(db_path)
+    before, view_before = log_rows(), view_rows(select_sql)
     bad_target = {**descriptor(2), "digest": "sha256:short"}
     with pytest.raises(InvalidArgument) as raised:
         store.register_many(
@@ -112,7 +108,7 @@ def test_one_invalid_item_writes_nothing_and_names_the_item(
         )
     assert raised.value.field == "items[1].target.digest"
     assert log_rows() == before
-    assert view_rows(db_path) == view_before
+    assert view_rows(select_sql) == view_before
 
 
 @pytest.mark.parametrize(
@@ -146,10 +142,10 @@ def test_items_must_be_an_iterable_of_items(store: ImageStore) -> None:
 
 
 def test_a_failed_condition_in_a_batch_writes_nothing(
-    store: ImageStore, log_rows: Rows, db_path: Path
+    store: ImageStore, log_rows: Rows, select_sql: Select
 ) -> None:
     store.register("app:1", descriptor(1))
-    before, view_before = log_rows(), view_rows(db_path)
+    before, view_before = log_rows(), view_rows(select_sql)
     with pytest.raises(Conflict, match='"app:1" already exists'):
         store.register_many(
             [
@@ -165,7 +161,7 @@ def test_a_failed_condition_in_a_batch_writes_nothing(
             ]
         )
     assert log_rows() == before
-    assert view_rows(db_path) == view_before
+    assert view_rows(select_sql) == view_before
     moved = store.register_many(
         [{"name": "app:1", "target": descriptor(2), "expect": 1}]
     )
@@ -222,7 +218,7 @@ def test_an_unchanged_batch_writes_nothing(store: ImageStore, log_rows: Rows) ->
 
 
 def test_a_batch_is_one_transaction_with_consecutive_positions(
-    store: ImageStore, log_rows: Rows, db_path: Path
+    store: ImageStore, log_rows: Rows, select_sql: Select
 ) -> None:
     store.register("before", descriptor(0))
     store.register_many([(f"app:{i}", descriptor(i)) for i in range(1, 6)])
@@ -233,7 +229,7 @@ def test_a_batch_is_one_transaction_with_consecutive_positions(
         e.name: e.position for n in ("app:1", "app:5") for e in store.history(n)
     }
     assert positions == {"app:1": 2, "app:5": 6}
-    assert tracking(db_path) == 7
+    assert tracking(select_sql) == 7
 
 
 def test_a_batch_continues_deleted_names_and_keeps_created_at_of_live_ones(
@@ -259,21 +255,18 @@ def test_a_batch_writes_into_the_namespace_given(store: ImageStore) -> None:
 
 
 def test_a_batch_onto_a_view_that_is_behind_reads_the_log(
-    store: ImageStore, db_path: Path
+    store: ImageStore, run_sql: Callable[[str], None], select_sql: Select
 ) -> None:
     store.register("a", descriptor(1))
     store.register("b", descriptor(2))
     store.delete("b")
-    connection = sqlite3.connect(db_path)  # the view as if it had never run
-    with connection:
-        connection.execute("DELETE FROM images")
-        connection.execute(
-            "UPDATE tracking SET notification_id=0 "
-            "WHERE application_name='current_view'"
-        )
-    connection.close()
+    # The view as if it had never run.
+    run_sql("DELETE FROM images")
+    run_sql(
+        "UPDATE tracking SET notification_id=0 WHERE application_name='current_view'"
+    )
     images = store.register_many([("b", descriptor(3)), ("a", descriptor(1))])
     assert [(i.name, i.version) for i in images] == [("b", 3), ("a", 1)]
     assert [i.name for i in store.list()] == ["a", "b"]
     assert store.replay() == {(i.namespace, i.name): i for i in store.list()}
-    assert tracking(db_path) == 4
+    assert tracking(select_sql) == 4
