@@ -13,7 +13,6 @@ import getpass
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -27,7 +26,6 @@ from imageledger.domain.errors import (
     ImageLedgerError,
     ImageNotFound,
     InvalidArgument,
-    shown,
 )
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
@@ -38,10 +36,8 @@ from imageledger.domain.names import (
 )
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
-from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
-from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
-from imageledger.infrastructure.store_factory import StoreFactory
 from imageledger.integrity import Checkpoint, VerifyReport
+from imageledger.opening import open_factory
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
 from imageledger.storage_errors import describe as _describe
@@ -58,9 +54,6 @@ from imageledger.writes import (
     write_with_retries,
 )
 
-DEFAULT_DB = "imageledger.db"
-# SQLite keeps the busy timeout as an int of milliseconds; a day is plenty.
-MAX_LOCK_TIMEOUT = 86_400
 When = int | datetime
 
 
@@ -89,20 +82,7 @@ class ImageStore:
         written by a newer version, or cannot be created or reached; nothing is
         changed in that case.
         """
-        if location is None:
-            location = os.environ.get("IMAGELEDGER_DB") or DEFAULT_DB
-        text = _location_text(location)
-        postgres = _is_postgres_url(text)
-        if "://" in text and not postgres:
-            raise StoreError(
-                f"cannot open {_redact(text)!r}: only SQLite file paths and "
-                "postgresql:// URLs are supported"
-            )
-        timeout = _lock_timeout(lock_timeout)
-        with _storage_errors():
-            if postgres:
-                return cls(EventLog(_postgres_factory(text, timeout)))
-            return cls(EventLog(LedgerSQLiteFactory(Path(text), lock_timeout=timeout)))
+        return cls(EventLog(open_factory(location, lock_timeout)))
 
     def close(self) -> None:
         """Close the store's connections."""
@@ -388,76 +368,8 @@ def _reporting(
     progress(done, max(total, done))
 
 
-def _lock_timeout(value: float | None) -> float:
-    if value is None:
-        text = os.environ.get("IMAGELEDGER_LOCK_TIMEOUT")
-        if not text:
-            return DEFAULT_LOCK_TIMEOUT
-        try:
-            value = float(text)
-        except ValueError:
-            raise InvalidArgument(
-                "IMAGELEDGER_LOCK_TIMEOUT", f"{shown(text)} is not a number of seconds"
-            ) from None
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not 0 <= value <= MAX_LOCK_TIMEOUT  # also refuses nan
-    ):
-        raise InvalidArgument(
-            "lock_timeout", f"must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}"
-        )
-    return float(value)
-
-
-def _location_text(location: object) -> str:
-    if not isinstance(location, (str, os.PathLike)):
-        raise InvalidArgument(
-            "location", f"must be a path, not {type(location).__name__}"
-        )
-    text = os.fspath(location)
-    if not isinstance(text, str) or not text:
-        raise InvalidArgument("location", "must be a non-empty text path")
-    if "\x00" in text:
-        raise InvalidArgument("location", "must not contain NUL characters")
-    try:
-        os.fsencode(text)  # lone surrogates other than undecodable bytes
-    except UnicodeEncodeError:
-        raise InvalidArgument(
-            "location", "is not a file name this system can encode"
-        ) from None
-    return text
-
-
-def _is_postgres_url(location: str) -> bool:
-    scheme, sep, _ = location.partition("://")
-    return bool(sep) and scheme.lower() in ("postgresql", "postgres")
-
-
-def _postgres_factory(url: str, lock_timeout: float) -> StoreFactory:
-    # Imported here: SQLite users and the command line's start-up never load
-    # psycopg, and the base install works without the postgres extra.
-    try:
-        from imageledger.infrastructure.postgres_factory import LedgerPostgresFactory
-    except ImportError as e:
-        raise StoreError(
-            f"cannot open {_redact(url)!r}: PostgreSQL support is not installed "
-            f"({e}); install it with: pip install 'imageledger[postgres]'"
-        ) from e
-    return LedgerPostgresFactory(url, lock_timeout=lock_timeout)
-
-
 def _os_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry, e.g. in some containers
         return f"uid:{os.getuid()}"
-
-
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if at and ":" in credentials:
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}"
-    return url

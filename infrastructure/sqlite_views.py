@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
 from eventsourcing.sqlite import SQLiteCursor
 
-from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
-from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 from imageledger.infrastructure.sqlite_recorder import notification_from_row
+from imageledger.infrastructure.view_rows import (
+    image_from_row,
+    row_params,
+    state_from_row,
+)
 from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
 
 VIEW_NAME = "current_view"
@@ -81,69 +83,6 @@ def _upsert_statement(table: str) -> str:
     )
 
 
-def _row_params(state: CurrentImage) -> tuple[Any, ...]:
-    image = state.image
-    created_at = image.created_at.isoformat()
-    return (
-        image.namespace,
-        image.name,
-        image.target.digest,
-        image.target.media_type,
-        orjson.dumps(image.target.to_oci()).decode(),
-        # Sorted, as in the log, so that the view and the fold write equal text.
-        orjson.dumps(image.labels, option=orjson.OPT_SORT_KEYS).decode()
-        if image.labels
-        else "{}",
-        created_at,
-        created_at
-        if image.updated_at is image.created_at
-        else image.updated_at.isoformat(),
-        image.version,
-        int(state.live),
-    )
-
-
-def _state(row: Any) -> CurrentImage:
-    """A view row (the columns of `_COLUMNS`, in order) as fold state."""
-    return CurrentImage(image=_image(row), live=bool(row[7]))
-
-
-def _image(row: Any) -> Image:
-    try:
-        return _trusted_image(row)
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise StoreError(
-            f"the current view's row of {row[1]!r} in namespace {row[0]!r} is "
-            f"damaged ({type(e).__name__}: {e}); rebuild() refolds it from the log"
-        ) from e
-
-
-def _trusted_image(row: Any) -> Image:
-    # Rows were written from validated events: rebuild them without validating
-    # (a damaged row still fails to decode, which _image reports).
-    # A name's first registration has equal times and many have no labels:
-    # those skip a parse each (a list does this a million times).
-    created_at = datetime.fromisoformat(row[4])
-    return rebuild(
-        Image,
-        {
-            "namespace": row[0],
-            "name": row[1],
-            "target": Descriptor.from_stored(orjson.loads(row[2])),
-            "labels": {} if row[3] == "{}" else orjson.loads(row[3]),
-            "created_at": created_at,
-            "updated_at": created_at
-            if row[5] == row[4]
-            else datetime.fromisoformat(row[5]),
-            "version": row[6],
-        },
-        set(_IMAGE_FIELDS),  # none of them is ever None
-    )
-
-
-_IMAGE_FIELDS = frozenset(Image.model_fields)
-
-
 def _rows(
     c: SQLiteCursor, table: str, keys: set[tuple[str, str]]
 ) -> dict[tuple[str, str], CurrentImage]:
@@ -161,7 +100,7 @@ def _rows(
                 [namespace, *chunk],
             )
             for row in c.fetchall():
-                found[(namespace, row[1])] = _state(row)
+                found[(namespace, row[1])] = state_from_row(row)
     return found
 
 
@@ -210,7 +149,7 @@ class SQLiteCurrentView(CurrentView):
 
     def get(self, namespace: str, name: str) -> Image | None:
         row = self.datastore.read_one(self._get, (namespace, name))
-        return None if row is None else _image(row)
+        return None if row is None else image_from_row(row)
 
     def snapshot(
         self, namespace: str, name: str, stream: UUID
@@ -224,7 +163,7 @@ class SQLiteCurrentView(CurrentView):
         head = row[0] or 0
         if row[1] is None:
             return None, head
-        return _state(row[1:]), head
+        return state_from_row(row[1:]), head
 
     def snapshots(
         self, namespace: str, names: builtins.list[str]
@@ -248,7 +187,7 @@ class SQLiteCurrentView(CurrentView):
             cursor.row_factory = None  # plain tuples: a fifth of the cost per row
             cursor.execute(self._list, (namespace,))
             for row in cursor:
-                yield _image(row)
+                yield image_from_row(row)
 
     # Live driver: called by the recorder inside the write transaction.
 
@@ -412,7 +351,7 @@ class SQLiteCurrentView(CurrentView):
                 raise StoreError(f"the log cannot be folded: {e}") from e
         c.executemany(
             _upsert_statement(table),
-            [_row_params(state) for state in states.values() if state is not None],
+            [row_params(state) for state in states.values() if state is not None],
         )
 
     def _notifications(
