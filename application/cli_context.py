@@ -22,7 +22,8 @@ EXIT_NOT_FOUND = 3
 EXIT_CONFLICT = 4
 EXIT_VERIFY = 5
 
-_LONG_QUOTES = (re.compile(r"(')([^']{61,})'"), re.compile(r'(")([^"]{61,})"'))
+# Long enough for any real path or name; garbage beyond it is cut.
+_LONG_QUOTES = (re.compile(r"(')([^']{257,})'"), re.compile(r'(")([^"]{257,})"'))
 _MAX_LINE = 1_000
 
 ACTOR_HELP = "Who makes the change. [default: $IMAGELEDGER_ACTOR, else the user]"
@@ -82,7 +83,7 @@ def error_line(message: str) -> None:
 
 def _cut(match: re.Match[str]) -> str:
     quote, text = match[1], match[2]
-    return f"{quote}{text[:40]}...{quote} ({len(text):,} characters)"
+    return f"{quote}{text[:60]}...{quote} ({len(text):,} characters)"
 
 
 def echo_lines(lines: Iterable[str]) -> None:

@@ -42,7 +42,7 @@ class VerifyReport(BaseModel):
     the views found equal to the fold of the log, at its last position.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     events: int
     position: int

@@ -11,25 +11,21 @@ from __future__ import annotations
 import builtins
 import getpass
 import os
-import random
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import PersistenceError
 
 from imageledger import integrity
+from imageledger.batch import BatchItem, register_all, validate_items
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
 from imageledger.domain.errors import (
-    Conflict,
     ImageLedgerError,
     ImageNotFound,
     InvalidArgument,
-    shown,
 )
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
@@ -40,24 +36,24 @@ from imageledger.domain.names import (
 )
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
-from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
-from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
-from imageledger.infrastructure.store_factory import StoreFactory
 from imageledger.integrity import Checkpoint, VerifyReport
+from imageledger.opening import open_factory
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
+from imageledger.storage_errors import describe as _describe
 from imageledger.storage_errors import storage_errors as _storage_errors
 from imageledger.storage_errors import (
     stream_with_storage_errors as _stream_with_storage_errors,
 )
+from imageledger.writes import (
+    MAX_POSITION,
+    Expect,
+    check_expect,
+    public,
+    validate_expect,
+    write_with_retries,
+)
 
-DEFAULT_DB = "imageledger.db"
-MAX_ATTEMPTS = 50  # optimistic retries when another writer moved the same name
-# SQLite keeps the busy timeout as an int of milliseconds; a day is plenty.
-MAX_LOCK_TIMEOUT = 86_400
-MAX_POSITION = 2**63 - 1  # versions and log positions are SQLite integers
-
-Expect = Literal["absent"] | int | None
 When = int | datetime
 
 
@@ -86,20 +82,7 @@ class ImageStore:
         written by a newer version, or cannot be created or reached; nothing is
         changed in that case.
         """
-        if location is None:
-            location = os.environ.get("IMAGELEDGER_DB") or DEFAULT_DB
-        text = _location_text(location)
-        postgres = _is_postgres_url(text)
-        if "://" in text and not postgres:
-            raise StoreError(
-                f"cannot open {_redact(text)!r}: only SQLite file paths and "
-                "postgresql:// URLs are supported"
-            )
-        timeout = _lock_timeout(lock_timeout)
-        with _storage_errors():
-            if postgres:
-                return cls(EventLog(_postgres_factory(text, timeout)))
-            return cls(EventLog(LedgerSQLiteFactory(Path(text), lock_timeout=timeout)))
+        return cls(EventLog(open_factory(location, lock_timeout)))
 
     def close(self) -> None:
         """Close the store's connections."""
@@ -143,10 +126,10 @@ class ImageStore:
         checked_labels = validate_labels(labels)
         actor = self._actor(actor)
         reason = validate_reason(reason)
-        expect = _validate_expect(expect, allow_absent=True)
+        expect = validate_expect(expect, allow_absent=True)
 
         def decide(image: ImageAggregate | None) -> ImageAggregate | None:
-            _check_expect(image, expect, namespace, name)
+            check_expect(image, expect, namespace, name)
             if image is None:
                 return ImageAggregate.register_new(
                     namespace=namespace,
@@ -161,7 +144,36 @@ class ImageStore:
 
         image = self._write(namespace, name, decide)
         assert image is not None
-        return _public(image)
+        return public(image)
+
+    def register_many(
+        self,
+        items: Iterable[BatchItem],
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> builtins.list[Image]:
+        """Register many names in one transaction: all of them, or none.
+
+        Each item is a mapping with `name`, `target` and optionally `labels`
+        and `expect`, or a tuple (name, target) or (name, target, labels), and
+        means what the same `register` call means; items apply in order, so a
+        name given twice ends as its last item says. Every item is validated
+        before anything is read; an invalid item or a failed condition raises
+        and writes nothing. Returns the image as each item left it.
+        """
+        namespace = validate_namespace(namespace)
+        checked = validate_items(items)
+        actor = self._actor(actor)
+        reason = validate_reason(reason)
+        with _storage_errors():
+            return write_with_retries(
+                lambda: register_all(
+                    self._log, checked, namespace=namespace, actor=actor, reason=reason
+                ),
+                f"a batch of {len(checked)} images",
+            )
 
     def delete(
         self,
@@ -189,12 +201,12 @@ class ImageStore:
             )
             if problem:
                 raise InvalidArgument("if_digest", problem)
-        expected = _validate_expect(expect, allow_absent=False)
+        expected = validate_expect(expect, allow_absent=False)
 
         def decide(image: ImageAggregate | None) -> ImageAggregate | None:
             if image is None or not image.live:
                 raise ImageNotFound(name, namespace)
-            _check_expect(image, expected, namespace, name)
+            check_expect(image, expected, namespace, name)
             image.delete(actor=actor, reason=reason, if_digest=if_digest)
             return image
 
@@ -206,8 +218,10 @@ class ImageStore:
         """The image `name` points at now; raises ImageNotFound."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        with _storage_errors():
+        try:  # not _storage_errors(): a context manager is a tenth of a get
             image = self._log.current_view.get(namespace, name)
+        except PersistenceError as e:
+            raise StoreError(_describe(e)) from e
         if image is None:
             raise ImageNotFound(name, namespace)
         return image
@@ -304,77 +318,19 @@ class ImageStore:
         name: str,
         decide: Callable[[ImageAggregate | None], ImageAggregate | None],
     ) -> ImageAggregate | None:
-        # Optimistic concurrency: the log refuses a second event at the same
-        # version, so a writer that lost the race re-reads and decides again
-        # (a condition that no longer holds then raises Conflict).
-        for attempt in range(MAX_ATTEMPTS):
-            with _storage_errors():
-                image = decide(self._log.load(namespace, name))
-                if image is None or not image.pending_events:
-                    return image
-                try:
-                    self._log.append(image)
-                except RecordConflictError:
-                    time.sleep(random.uniform(0, 0.001 * (attempt + 1)))
-                    continue
-                return image
-        raise StoreError(
-            f'gave up writing image "{name}" after {MAX_ATTEMPTS} conflicting attempts'
-        )
+        def attempt() -> ImageAggregate | None:
+            image = decide(self._log.load(namespace, name))
+            if image is not None and image.pending_events:
+                self._log.append(image)
+            return image
+
+        with _storage_errors():
+            return write_with_retries(attempt, f'image "{name}"')
 
     def _actor(self, actor: str | None) -> str:
         if actor is None:
             actor = os.environ.get("IMAGELEDGER_ACTOR") or self._os_user
         return validate_actor(actor)
-
-
-def _public(image: ImageAggregate) -> Image:
-    return Image(
-        namespace=image.namespace,
-        name=image.name,
-        target=image.target,
-        labels=dict(image.labels),
-        created_at=image.created_at,
-        updated_at=image.modified_on,
-        version=image.version,
-    )
-
-
-def _check_expect(
-    image: ImageAggregate | None, expect: Expect, namespace: str, name: str
-) -> None:
-    if expect is None:
-        return
-    if expect == "absent":
-        if image is not None and image.live:
-            raise Conflict(
-                f'image "{name}" already exists in namespace "{namespace}" '
-                f"(version {image.version})"
-            )
-        return
-    current = 0 if image is None else image.version
-    if current != expect:
-        raise Conflict(
-            f'image "{name}" in namespace "{namespace}" is at version {current}, '
-            f"not {expect}"
-        )
-
-
-def _validate_expect(expect: object, *, allow_absent: bool) -> Expect:
-    if expect is None:
-        return None
-    if allow_absent and expect == "absent":
-        return "absent"
-    if (
-        isinstance(expect, int)
-        and not isinstance(expect, bool)
-        and 0 <= expect <= MAX_POSITION
-    ):
-        return expect
-    allowed = "None, 'absent' or" if allow_absent else "None or"
-    raise InvalidArgument(
-        "expect", f"must be {allowed} a version number, not {shown(expect)}"
-    )
 
 
 def _validate_when(when: object) -> tuple[int | None, datetime | None]:
@@ -412,76 +368,8 @@ def _reporting(
     progress(done, max(total, done))
 
 
-def _lock_timeout(value: float | None) -> float:
-    if value is None:
-        text = os.environ.get("IMAGELEDGER_LOCK_TIMEOUT")
-        if not text:
-            return DEFAULT_LOCK_TIMEOUT
-        try:
-            value = float(text)
-        except ValueError:
-            raise InvalidArgument(
-                "IMAGELEDGER_LOCK_TIMEOUT", f"{shown(text)} is not a number of seconds"
-            ) from None
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not 0 <= value <= MAX_LOCK_TIMEOUT  # also refuses nan
-    ):
-        raise InvalidArgument(
-            "lock_timeout", f"must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}"
-        )
-    return float(value)
-
-
-def _location_text(location: object) -> str:
-    if not isinstance(location, (str, os.PathLike)):
-        raise InvalidArgument(
-            "location", f"must be a path, not {type(location).__name__}"
-        )
-    text = os.fspath(location)
-    if not isinstance(text, str) or not text:
-        raise InvalidArgument("location", "must be a non-empty text path")
-    if "\x00" in text:
-        raise InvalidArgument("location", "must not contain NUL characters")
-    try:
-        os.fsencode(text)  # lone surrogates other than undecodable bytes
-    except UnicodeEncodeError:
-        raise InvalidArgument(
-            "location", "is not a file name this system can encode"
-        ) from None
-    return text
-
-
-def _is_postgres_url(location: str) -> bool:
-    scheme, sep, _ = location.partition("://")
-    return bool(sep) and scheme.lower() in ("postgresql", "postgres")
-
-
-def _postgres_factory(url: str, lock_timeout: float) -> StoreFactory:
-    # Imported here: SQLite users and the command line's start-up never load
-    # psycopg, and the base install works without the postgres extra.
-    try:
-        from imageledger.infrastructure.postgres_factory import LedgerPostgresFactory
-    except ImportError as e:
-        raise StoreError(
-            f"cannot open {_redact(url)!r}: PostgreSQL support is not installed "
-            f"({e}); install it with: pip install 'imageledger[postgres]'"
-        ) from e
-    return LedgerPostgresFactory(url, lock_timeout=lock_timeout)
-
-
 def _os_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry, e.g. in some containers
         return f"uid:{os.getuid()}"
-
-
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if at and ":" in credentials:
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}"
-    return url

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import raw_sqlite
-from bench.live_view import _target
+from bench.live_view import target as _target
 from imageledger import ImageStore
 from imageledger.infrastructure import sqlite_recorder
 

@@ -147,6 +147,8 @@ class Descriptor(BaseModel):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Descriptor:
+        if self._plain() and len(self.digest) < 1024:
+            return self  # ASCII by the grammars, and far below the limit
         try:
             encoded = json.dumps(self.to_oci(), ensure_ascii=False).encode()
         except UnicodeEncodeError as e:
@@ -166,6 +168,10 @@ class Descriptor(BaseModel):
         """
         if isinstance(data, Descriptor):
             return data
+        if type(data) is dict and len(data) == 3:
+            plain = _plain(cls, data)
+            if plain is not None:
+                return plain
         if not isinstance(data, Mapping):
             raise InvalidArgument(
                 field, f"must be a descriptor object, not {type(data).__name__}"
@@ -188,6 +194,21 @@ class Descriptor(BaseModel):
 
         Only for OCI JSON that a store wrote itself (the read path is hot).
         """
+        if len(data) == 3:  # only the required fields: the usual descriptor
+            return rebuild(
+                cls,
+                {
+                    "media_type": data["mediaType"],
+                    "digest": data["digest"],
+                    "size": data["size"],
+                    "urls": None,
+                    "annotations": None,
+                    "data": None,
+                    "artifact_type": None,
+                    "platform": None,
+                },
+                {"media_type", "digest", "size"},
+            )
         platform = data.get("platform")
         return rebuild(
             cls,
@@ -217,7 +238,61 @@ class Descriptor(BaseModel):
 
     def to_oci(self) -> dict[str, Any]:
         """The descriptor as OCI JSON (camelCase keys, absent fields omitted)."""
+        if self._plain():  # what model_dump gives, at a fifth of its cost
+            return {
+                "mediaType": self.media_type,
+                "digest": self.digest,
+                "size": self.size,
+            }
         return self.model_dump(by_alias=True, exclude_none=True)
+
+    def _plain(self) -> bool:
+        """True when only the required fields are set."""
+        return (
+            self.urls is None
+            and self.annotations is None
+            and self.data is None
+            and self.artifact_type is None
+            and self.platform is None
+        )
+
+
+def _plain(cls: type[Descriptor], data: dict[str, Any]) -> Descriptor | None:
+    """The descriptor of valid OCI JSON with only the required fields, else None.
+
+    The same rules as the model's validators, checked directly: pydantic's
+    validation was most of a write's and a rebuild's CPU time. Anything
+    unusual (None then) goes through the model, which also words the error.
+    """
+    media_type, digest, size = (
+        data.get("mediaType"),
+        data.get("digest"),
+        data.get("size"),
+    )
+    if (
+        type(media_type) is str
+        and type(digest) is str
+        and type(size) is int
+        and 0 <= size <= MAX_SIZE
+        and len(digest) < 1024
+        and _MEDIA_TYPE.fullmatch(media_type)
+        and digest_problem(digest) is None
+    ):
+        return rebuild(
+            cls,
+            {
+                "media_type": media_type,
+                "digest": digest,
+                "size": size,
+                "urls": None,
+                "annotations": None,
+                "data": None,
+                "artifact_type": None,
+                "platform": None,
+            },
+            {"media_type", "digest", "size"},
+        )
+    return None
 
 
 def _data_problem(data: str, digest: str, size: int) -> str | None:

@@ -9,6 +9,7 @@ from imageledger.domain.errors import shown
 _ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*", re.ASCII)
 _ENCODED = re.compile(r"[a-zA-Z0-9=_-]+", re.ASCII)
 _LOWER_HEX = re.compile(r"[a-f0-9]+", re.ASCII)
+_SHA256 = re.compile(r"sha256:[a-f0-9]{64}", re.ASCII)  # nearly every digest
 
 # Registered algorithms are checked strictly; others that fit the grammar pass,
 # as the OCI spec says implementations SHOULD allow.
@@ -22,6 +23,8 @@ KNOWN_ALGORITHMS: dict[str, int] = {
 
 def digest_problem(digest: str) -> str | None:
     """Say what is wrong with `digest`, or None when it is a valid OCI digest."""
+    if _SHA256.fullmatch(digest):
+        return None
     algorithm, sep, encoded = digest.partition(":")
     if not sep:
         return f"{shown(digest)} is not of the form algorithm:encoded"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, ClassVar, cast
 from uuid import UUID, uuid5
 
@@ -22,6 +23,7 @@ from imageledger.domain.errors import ImageNotFound
 IMAGE_ID_NAMESPACE = UUID("6d1f3c0e-4a57-5b8e-9a40-2f1e8c7d9b63")
 
 
+@lru_cache(maxsize=1024)  # a write asks twice: to load the name, then to create it
 def image_id(namespace: str, name: str) -> UUID:
     """The deterministic aggregate id of (namespace, name)."""
     # A namespace never contains "/", so the joined string is unambiguous.

@@ -42,6 +42,8 @@ _REFERENCE = re.compile(
 
 def validate_namespace(namespace: object) -> str:
     """Return `namespace` if it is a valid namespace, else raise InvalidArgument."""
+    if type(namespace) is str and namespace == DEFAULT_NAMESPACE:  # most calls
+        return DEFAULT_NAMESPACE
     if not isinstance(namespace, str):
         raise InvalidArgument("namespace", f"must be a string, not {_kind(namespace)}")
     if not namespace:

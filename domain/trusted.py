@@ -16,15 +16,29 @@ from pydantic import BaseModel
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def rebuild(cls: type[Model], fields: dict[str, Any]) -> Model:
-    """`cls` holding `fields` (all of its fields, by name), unvalidated."""
-    model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", fields)
-    object.__setattr__(
-        model,
-        "__pydantic_fields_set__",
-        {k for k, v in fields.items() if v is not None},
-    )
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+def rebuild(
+    cls: type[Model], fields: dict[str, Any], fields_set: set[str] | None = None
+) -> Model:
+    """`cls` holding `fields` (all of its fields, by name), unvalidated.
+
+    `fields_set` names the fields that are not None, when the caller knows
+    them already (computing it is a third of the work).
+    """
+    model = _new(cls)
+    _set_dict(model, fields)
+    if fields_set is None:
+        fields_set = {k for k, v in fields.items() if v is not None}
+    _set_fields_set(model, fields_set)
+    _set_extra(model, None)
+    _set_private(model, None)
     return model
+
+
+# BaseModel's four slots, set through their descriptors: the cheapest way in
+# Python (a third less than object.__setattr__ by name), and exactly the
+# attributes model_construct sets. BaseModel does not override __new__.
+_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__

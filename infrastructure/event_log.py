@@ -7,7 +7,7 @@ live views and their positions in one transaction), and how to read the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 from uuid import UUID
 
@@ -23,6 +23,7 @@ from eventsourcing.utils import Environment, EnvType
 from imageledger.domain.image import Image, image_id
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
+from imageledger.projections.current_view import CurrentImage
 
 PAGE = 1000
 
@@ -75,26 +76,32 @@ class EventLog(Application[UUID]):
         """
         stream = image_id(namespace, name)
         state, head = self._factory.current_view.snapshot(namespace, name, stream)
-        image: Image | None = None
-        if state is not None:
-            current = state.image
-            image = Image.restore(
-                id=stream,
-                namespace=namespace,
-                name=name,
-                version=current.version,
-                target=current.target,
-                labels=current.labels,
-                live=state.live,
-                created_at=current.created_at,
-                updated_at=current.updated_at,
-            )
+        image = None if state is None else _restore(stream, state)
         if head > (0 if image is None else image.version):
             gt = 0 if image is None else image.version
             decode = self._factory.mapper_instance.to_domain_event
             for notification in self._factory.recorder.select_stream(stream, gt):
                 image = decode(notification).mutate(image)
         return image
+
+    def load_many(
+        self, namespace: str, names: Iterable[str]
+    ) -> dict[str, Image | None]:
+        """`load` of many names of one namespace, in a few reads for them all.
+
+        When the view is at the log's head every row is its stream's head, so
+        the rows alone are the aggregates; otherwise each name is loaded alone.
+        """
+        wanted = list(dict.fromkeys(names))
+        states = self._factory.current_view.snapshots(namespace, wanted)
+        if states is None:
+            return {name: self.load(namespace, name) for name in wanted}
+        return {
+            name: None
+            if (state := states.get(name)) is None
+            else _restore(image_id(namespace, name), state)
+            for name in wanted
+        }
 
     def append(self, image: Image) -> list[int]:
         """Save the aggregate's pending events; return their log positions.
@@ -103,10 +110,19 @@ class EventLog(Application[UUID]):
         protocol checks (a third of a write's CPU time) or snapshot and
         notification hooks, which this application does not use.
         """
-        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
-        processing_event.events.extend(image.collect_events())
-        processing_event.aggregates[image.id] = image
-        return [r.notification.id for r in self._record(processing_event)]
+        return self.append_events(cast(Sequence[Image.Event], image.collect_events()))
+
+    def append_events(self, events: Sequence[Image.Event]) -> list[int]:
+        """Save events of any images, in this order, in one transaction.
+
+        Raises RecordConflictError, and saves none of them, if another writer
+        already saved an event at one of their versions.
+        """
+        # What _record does, without building a Recording per event.
+        stored = [self.mapper.to_stored_event(event) for event in events]
+        positions = self._factory.recorder.insert_events(stored, image_events=events)
+        assert positions is not None and len(positions) == len(stored)
+        return list(positions)
 
     def stream(self, namespace: str, name: str) -> list[tuple[int, Image.Event]]:
         """Every event of one name, oldest first, with its log position."""
@@ -144,3 +160,19 @@ class EventLog(Application[UUID]):
     def verify(self, checkpoint: tuple[int, bytes] | None = None) -> ChainWalk:
         """Check the chain, the checkpoint and the views; see StoreFactory.verify."""
         return self._factory.verify(checkpoint)
+
+
+def _restore(stream: UUID, state: CurrentImage) -> Image:
+    """The aggregate at the state a view row holds."""
+    current = state.image
+    return Image.restore(
+        id=stream,
+        namespace=current.namespace,
+        name=current.name,
+        version=current.version,
+        target=current.target,
+        labels=current.labels,
+        live=state.live,
+        created_at=current.created_at,
+        updated_at=current.updated_at,
+    )

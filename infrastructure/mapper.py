@@ -58,6 +58,8 @@ def _string(value: object) -> str:
 
 
 def _labels(value: object) -> dict[str, str]:
+    if value == {}:  # most images have none
+        return {}
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
@@ -72,7 +74,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "reason": lambda v: None if v is None else _string(v),
     "timestamp": lambda v: datetime.fromisoformat(_string(v)),
     "labels": _labels,
-    "target": lambda v: Descriptor.from_oci(v),
+    "target": Descriptor.from_oci,
 }
 
 

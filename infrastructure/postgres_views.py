@@ -91,6 +91,9 @@ class PostgresCurrentView(CurrentView):
             f"WHERE originator_id=%s) AS head, {_COLUMNS} FROM (SELECT 1) AS one "
             "LEFT JOIN {table} ON namespace=%s AND name=%s"
         )
+        self._snapshots = self._sql(
+            f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=ANY(%s)"
+        )
         self._list = self._sql(
             f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND live "
             "ORDER BY name"
@@ -160,6 +163,29 @@ class PostgresCurrentView(CurrentView):
         if row["name"] is None:
             return None, head
         return CurrentImage(image=_image(row), live=row["live"]), head
+
+    def snapshots(
+        self, namespace: str, names: builtins.list[str]
+    ) -> dict[str, CurrentImage] | None:
+        """The view's state of each of `names` it holds, read in one transaction.
+
+        None when the view is behind the log (its rows may not be the heads
+        of their streams): the caller then loads each name with `snapshot`.
+        """
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(force_rollback=True),
+            conn.cursor() as c,
+        ):
+            # A write commits its view rows with its events, so once the view
+            # is at the head its rows are the streams' heads (or newer).
+            if self._position(c) != self._head(c):
+                return None
+            c.execute(self._snapshots, (namespace, names))
+            return {
+                row["name"]: CurrentImage(image=_image(row), live=row["live"])
+                for row in c.fetchall()
+            }
 
     def list(self, namespace: str) -> Iterator[Image]:
         # A server-side cursor in one read transaction: a consistent snapshot,

@@ -6,11 +6,12 @@ event log and the image store use nothing else of them.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, StoredEvent
 
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.live_views import LiveView
@@ -35,6 +36,12 @@ class StoreView(LiveView, Protocol):
     ) -> tuple[CurrentImage | None, int]:
         """The view's state of a name and its stream's last version, in one read."""
 
+    def snapshots(
+        self, namespace: str, names: builtins.list[str]
+    ) -> dict[str, CurrentImage] | None:
+        """The view's state of each of `names` it holds, in one read; None when
+        the view is behind the log (the caller then loads each name alone)."""
+
     def catch_up(self) -> int:
         """Fold the events the view has not seen yet; return how many."""
 
@@ -51,6 +58,12 @@ class StoreRecorder(Protocol):
     def select_stream(self, originator_id: UUID, gt: int = 0) -> list[Notification]:
         """The events of one aggregate after version `gt`, oldest first, with
         their log positions."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events in one transaction, calling the live views in it;
+        return their positions. `image_events=` passes the domain events."""
 
     def select_notifications(
         self,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.trusted import rebuild
 
 
 class Image(BaseModel):
@@ -29,6 +30,9 @@ class Image(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int
+
+
+_IMAGE_FIELDS = frozenset(Image.model_fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +55,18 @@ def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImag
             if state is not None and state.live
             else event.timestamp
         )
-        image = Image.model_construct(
-            namespace=event.namespace,
-            name=event.name,
-            target=event.target,
-            labels=dict(event.labels),
-            created_at=created_at,
-            updated_at=event.timestamp,
-            version=event.originator_version,
+        image = rebuild(
+            Image,
+            {
+                "namespace": event.namespace,
+                "name": event.name,
+                "target": event.target,
+                "labels": dict(event.labels),
+                "created_at": created_at,
+                "updated_at": event.timestamp,
+                "version": event.originator_version,
+            },
+            set(_IMAGE_FIELDS),  # none is ever None
         )
         return CurrentImage(image=image, live=True)
     if isinstance(event, ImageAggregate.Deleted):

@@ -179,6 +179,30 @@ def run_sql(location: str) -> Callable[[str], None]:
 
 
 @pytest.fixture
+def select_sql(location: str) -> Callable[[str], list[tuple[Any, ...]]]:
+    """Run one query on the test's database behind the store's back; its rows.
+
+    Table names are unqualified: on PostgreSQL they resolve in the store's schema.
+    """
+
+    def select(statement: str) -> list[tuple[Any, ...]]:
+        if "://" in location:
+            import psycopg
+
+            server, schema = split_schema(location)
+            with psycopg.connect(server, autocommit=True) as connection:
+                connection.execute(f"SET search_path TO {schema}")
+                return [tuple(row) for row in connection.execute(statement)]
+        connection = sqlite3.connect(location)
+        try:
+            return connection.execute(statement).fetchall()
+        finally:
+            connection.close()
+
+    return select
+
+
+@pytest.fixture
 def log_rows(location: str) -> Rows:
     """Read the raw event log rows straight from the database, as another tool would.
 

@@ -133,6 +133,21 @@ def mixed(db: str, worker: int, count: int, names: list[str], gate: bool) -> Non
             )
 
 
+def batches(db: str, worker: int, count: int, names: list[str], gate: bool) -> None:
+    """`count` batches, each registering every one of `names` in one call.
+
+    Labels carry this worker's id and the batch's sequence number; prints one
+    JSON list of the written images per batch.
+    """
+    with ImageStore.open(db) as store:
+        wait_for_go(gate)
+        for seq in range(count):
+            labels = {"writer": str(worker), "seq": str(seq)}
+            number = upsert_number(worker, seq)
+            items = [(name, descriptor(number), labels) for name in names]
+            emit([written(image) for image in store.register_many(items)])
+
+
 def increments(db: str, name: str, count: int, gate: bool) -> None:
     """Compare-and-swap `count` increments of the label "counter" on `name`.
 
@@ -190,6 +205,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("count", type=int)
     sub.add_argument("names", nargs="+")
     sub = mode("mixed", mixed, "COUNT random retargets and deletes over NAMES")
+    sub.add_argument("worker", type=int)
+    sub.add_argument("count", type=int)
+    sub.add_argument("names", nargs="+")
+    sub = mode("batches", batches, "COUNT batches registering all NAMES, one line each")
     sub.add_argument("worker", type=int)
     sub.add_argument("count", type=int)
     sub.add_argument("names", nargs="+")

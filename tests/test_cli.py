@@ -504,7 +504,7 @@ def test_a_huge_argument_is_cut_in_the_error_line(run: Run) -> None:
     result = run(*register_args("a:1", 1)[:-2], "--size", "x" * 70_000)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (
-        f"Error: Invalid value for '--size': '{'x' * 40}...' (70,000 characters) "
+        f"Error: Invalid value for '--size': '{'x' * 60}...' (70,000 characters) "
         "is not a valid integer. (see 'imageledger register --help')\n"
     )
 
@@ -514,3 +514,18 @@ def test_control_characters_in_an_error_are_escaped(run: Run) -> None:
     assert result.returncode == 2
     assert "\x1b" not in result.stderr
     assert result.stderr.startswith("Error: invalid name: ")
+
+
+def test_a_long_store_path_is_shown_whole_in_errors(tmp_path: Path) -> None:
+    folder = tmp_path / ("d" * 70) / ("e" * 70)  # still under 256 in all
+    folder.mkdir(parents=True)
+    path = folder / "notes.txt"
+    path.write_text("hello\n")
+    result = subprocess.run(
+        [str(SCRIPT), "--db", str(path), "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"Error: {str(path)!r} is not an imageledger store" in result.stderr

@@ -63,6 +63,17 @@ def test_valid_descriptors_round_trip_as_the_same_oci_json(oci: dict[str, Any]) 
     assert Descriptor.from_oci(oci).to_oci() == oci
 
 
+@pytest.mark.parametrize("oci", VALID)
+def test_the_shortcut_for_plain_descriptors_builds_what_validation_builds(
+    oci: dict[str, Any],
+) -> None:
+    checked = Descriptor.from_oci(oci)
+    validated = Descriptor.model_validate(oci)
+    assert checked == validated
+    assert checked.model_fields_set == validated.model_fields_set
+    assert checked.to_oci() == validated.model_dump(by_alias=True, exclude_none=True)
+
+
 def test_python_attributes_are_snake_case_and_json_is_camel_case() -> None:
     d = Descriptor.from_oci(FULL)
     assert d.media_type == INDEX

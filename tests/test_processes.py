@@ -36,6 +36,7 @@ WORKERS = 4
 UPSERTS_PER_WORKER = 250
 SHARED_NAMES = [f"registry.example/team/app{i}:latest" for i in range(10)]
 INCREMENTS_PER_WORKER = 50
+BATCHES_PER_WORKER = 25
 COUNTER_NAME = "registry.example/team/counter:latest"
 
 
@@ -254,6 +255,44 @@ def test_concurrent_upserts_lose_no_acknowledged_write(
         assert store.replay() == listed
         # Four processes interleaving writes still left one unbroken chain.
         assert store.verify().events == len(acks)
+
+
+def test_concurrent_batches_on_the_same_names_are_each_applied_whole(
+    workers: Workers, db_path: Path
+) -> None:
+    # Every batch touches every shared name, so batches running at once
+    # conflict: each must retry as a whole and land as one block of the log.
+    ImageStore.open(db_path).close()
+    gated = [
+        workers.start_gated(
+            "batches", db_path, str(w), str(BATCHES_PER_WORKER), *SHARED_NAMES
+        )
+        for w in range(WORKERS)
+    ]
+    outputs = release_together(gated)
+    assert [len(lines) for lines in outputs] == [BATCHES_PER_WORKER] * WORKERS
+
+    with ImageStore.open(db_path) as store:
+        histories = {name: store.history(name) for name in SHARED_NAMES}
+        by_position = {e.position: e for h in histories.values() for e in h}
+        assert sorted(by_position) == list(range(1, len(by_position) + 1))
+        assert len(by_position) == WORKERS * BATCHES_PER_WORKER * len(SHARED_NAMES)
+        for w, lines in enumerate(outputs):
+            for seq, line in enumerate(lines):
+                images = json.loads(line)
+                labels = {"writer": str(w), "seq": str(seq)}
+                assert [i["name"] for i in images] == SHARED_NAMES
+                assert all(i["labels"] == labels for i in images)
+                # The batch's events sit next to each other, in item order.
+                entries = [histories[i["name"]][i["version"] - 1] for i in images]
+                assert all(e.labels == labels for e in entries)
+                positions = [e.position for e in entries]
+                first = positions[0]
+                assert positions == list(range(first, first + len(SHARED_NAMES)))
+        # The last batch in the log is what every name points at now.
+        last = by_position[max(by_position)].labels
+        assert all(store.get(name).labels == last for name in SHARED_NAMES)
+        assert store.replay() == {(i.namespace, i.name): i for i in store.list()}
 
 
 MIXED_PER_WORKER = 1_000

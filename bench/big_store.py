@@ -1,0 +1,188 @@
+"""A store of `images` names, one event each, and the cases that read or fold it.
+
+Built through `register_many` in batches (the batch case), next to a raw file
+built with executemany of the same rows, batch for batch in turns. Then: `get`
+and `history` of random names, `list` and `rebuild` in child processes (for an
+honest peak RSS), and the bytes each event costs on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import raw_sqlite
+from bench.live_view import target
+from bench.table import Row, rate_row
+from imageledger import ImageStore
+
+RSS_LIMIT_MB = 150
+
+
+def build(folder: Path, images: int, batch: int) -> tuple[Path, Path, list[Row]]:
+    """Both files, and the batch case measured while building them."""
+    ledger_path, raw_path = folder / "big.db", folder / "big-raw.db"
+    elapsed = {"imageledger": 0.0, "raw": 0.0}
+    raw = raw_sqlite.connect(raw_path)
+    with ImageStore.open(ledger_path) as store:
+        for start in range(0, images, batch):
+            items = [
+                (f"registry.example/team/app{i}:v1", target(i))
+                for i in range(start, min(images, start + batch))
+            ]
+            began = time.perf_counter()
+            store.register_many(items, actor="bench")
+            elapsed["imageledger"] += time.perf_counter() - began
+            began = time.perf_counter()
+            raw_sqlite.register_batch(raw, items)
+            elapsed["raw"] += time.perf_counter() - began
+    raw.close()
+    row = rate_row(
+        f"batch register, {batch:,} per call",
+        images / elapsed["imageledger"],
+        images / elapsed["raw"],
+        0.25,
+    )
+    return ledger_path, raw_path, [row]
+
+
+def _name(i: int) -> str:
+    return f"registry.example/team/app{i}:v1"
+
+
+def reads(path: Path, images: int, lookups: int, rounds: int = 5) -> list[Row]:
+    """`get` and `history` of random names, against raw SELECTs, in turns."""
+    rng = random.Random(7)
+    names = [_name(rng.randrange(images)) for _ in range(lookups)]
+    per_round = max(1, lookups // rounds)
+    elapsed = dict.fromkeys(("get", "raw get", "history", "raw history"), 0.0)
+    raw = sqlite3.connect(path)
+    with ImageStore.open(path) as store:
+        steps: dict[str, Any] = {
+            "get": store.get,
+            "raw get": lambda name: raw_sqlite.get(raw, name),
+            "history": store.history,
+            "raw history": lambda name: raw_sqlite.history(raw, name),
+        }
+        for r in range(rounds):
+            chunk = names[r * per_round : (r + 1) * per_round]
+            for case, step in steps.items():
+                began = time.perf_counter()
+                for name in chunk:
+                    step(name)
+                elapsed[case] += time.perf_counter() - began
+    raw.close()
+    done = per_round * rounds
+    history_ms = 1000 * elapsed["history"] / done
+    raw_history_ms = 1000 * elapsed["raw history"] / done
+    return [
+        rate_row(
+            f"get of a random name, {images:,} images",
+            done / elapsed["get"],
+            done / elapsed["raw get"],
+            0.5,
+        ),
+        Row(
+            f"history(name) on a {images:,}-event log",
+            f"{history_ms:.3f} ms",
+            f"{raw_history_ms:.3f} ms",
+            raw_history_ms / history_ms,
+            "< 5 ms",
+            history_ms < 5,
+        ),
+    ]
+
+
+def _child(job: str, side: str, path: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.child", job, side, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def streams(path: Path, images: int, rounds: int = 3) -> list[Row]:
+    """`list` and `rebuild` of the whole store, each side in a child process.
+
+    The sides take turns, `rounds` times; rates are over the total time,
+    peak RSS is the largest any child reached.
+    """
+    rows = []
+    for job, what, at_least in (
+        ("list", f"list of {images:,} images, streamed", 0.25),
+        ("rebuild", f"rebuild of {images:,} events", 0.5),
+    ):
+        seconds = {"imageledger": 0.0, "raw": 0.0}
+        rss = {"imageledger": 0.0, "raw": 0.0}
+        for _ in range(rounds):
+            for side in seconds:
+                result = _child(job, side, path)
+                assert result["count"] == images, (side, result)
+                seconds[side] += result["seconds"]
+                rss[side] = max(rss[side], result["rss_mb"])
+        rate = rounds * images / seconds["imageledger"]
+        raw_rate = rounds * images / seconds["raw"]
+        ratio = rate / raw_rate
+        rows.append(
+            Row(
+                f"{what} (peak RSS {rss['imageledger']:.0f} MB; raw {rss['raw']:.0f})",
+                f"{rate:,.0f}/s",
+                f"{raw_rate:,.0f}/s",
+                ratio,
+                f">= {at_least}, < {RSS_LIMIT_MB} MB",
+                ratio >= at_least and rss["imageledger"] < RSS_LIMIT_MB,
+            )
+        )
+    return rows
+
+
+def sizes(path: Path, raw_path: Path, events: int) -> list[Row]:
+    """Bytes per event: the whole file, and the log's table with its index."""
+
+    def measure(db: Path) -> tuple[float, float]:
+        connection = sqlite3.connect(db)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages = dict(
+                connection.execute(
+                    "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"
+                ).fetchall()
+            )
+        finally:
+            connection.close()
+        log = sum(
+            size
+            for name, size in pages.items()
+            if name in ("stored_events", "event_chain")  # events and their links
+            or name.startswith("sqlite_autoindex_stored")
+        )
+        return db.stat().st_size / events, log / events
+
+    (file_bytes, log_bytes), (raw_file, raw_log) = measure(path), measure(raw_path)
+    return [
+        Row(
+            "database bytes per event (whole file)",
+            f"{file_bytes:,.0f} B",
+            f"{raw_file:,.0f} B",
+            file_bytes / raw_file,
+            "<= 2",
+            file_bytes / raw_file <= 2,
+        ),
+        Row(
+            "  of which the event log (events, their index and links)",
+            f"{log_bytes:,.0f} B",
+            f"{raw_log:,.0f} B",
+            log_bytes / raw_log,
+            "<= 2",
+            log_bytes / raw_log <= 2,
+        ),
+    ]
