@@ -541,3 +541,17 @@ def test_on_postgresql_a_changed_payload_after_a_skipped_position_is_found(
     )
     failure = _failure(postgres_url)
     assert (failure.position, failure.problem) == (after, "payload changed")
+
+
+def test_a_batch_links_its_events_in_log_order(
+    store: ImageStore, log_rows: Rows
+) -> None:
+    store.register("app:1", descriptor(1))
+    store.register_many([(f"batch:{i}", descriptor(10 + i)) for i in range(5)])
+    report = store.verify()
+    rows = log_rows()
+    head = GENESIS
+    for _, stream, version, topic, state in rows:
+        head = link(head, canonical_bytes(stream, version, topic, state))
+    assert (report.events, report.position) == (6, rows[-1][0])
+    assert report.head == "sha256:" + head.hex() == store.checkpoint().head
