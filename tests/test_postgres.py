@@ -309,3 +309,16 @@ def test_without_psycopg_a_url_says_how_to_install_it(postgres_url: str) -> None
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert "pip install 'imageledger[postgres]'" in done.stdout
+
+
+def test_a_store_made_before_the_hash_chain_is_refused_untouched(
+    postgres_url: str,
+) -> None:
+    with ImageStore.open(postgres_url) as store:
+        store.register("app:1", descriptor(1))
+    sql(postgres_url, "DROP TABLE event_chain")
+    with pytest.raises(StoreError, match="without the hash chain") as caught:
+        ImageStore.open(postgres_url)
+    assert "create it again" in str(caught.value)
+    assert "event_chain" not in tables(postgres_url)
+    assert len(sql(postgres_url, "SELECT * FROM stored_events")) == 1
