@@ -314,17 +314,33 @@ class PostgresCurrentView(CurrentView):
     def _fold_into(
         self, c: Cursor[DictRow], table: str, events: Iterable[ImageAggregate.Event]
     ) -> None:
-        states: dict[tuple[str, str], CurrentImage | None] = {}
-        select = self._sql(
-            f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=%s", table
-        )
+        events = builtins.list(events)
+        keys = builtins.list(dict.fromkeys((e.namespace, e.name) for e in events))
+        if len(keys) == 1:  # a single write: one prepared statement
+            rows = c.execute(
+                self._sql(
+                    f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=%s",
+                    table,
+                ),
+                keys[0],
+                prepare=True,
+            ).fetchall()
+        else:  # a batch, a catch-up or a fold: the rows of all its names at once
+            rows = c.execute(
+                self._sql(
+                    f"SELECT {_COLUMNS} FROM {{table}} WHERE (namespace, name) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    table,
+                ),
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            ).fetchall()
+        states: dict[tuple[str, str], CurrentImage | None] = dict.fromkeys(keys)
+        for row in rows:
+            states[(row["namespace"], row["name"])] = CurrentImage(
+                _image(row), row["live"]
+            )
         for event in events:
             key = (event.namespace, event.name)
-            if key not in states:
-                row = c.execute(select, key, prepare=True).fetchone()
-                states[key] = (
-                    None if row is None else CurrentImage(_image(row), row["live"])
-                )
             states[key] = fold(states[key], event)
         upsert = self._sql(
             "INSERT INTO {table} (namespace, name, digest, media_type, target, "
@@ -337,11 +353,11 @@ class PostgresCurrentView(CurrentView):
             "live=excluded.live",
             table,
         )
-        rows = [_row_params(state) for state in states.values() if state is not None]
-        if len(rows) == 1:
-            c.execute(upsert, rows[0], prepare=True)
-        elif rows:
-            c.executemany(upsert, rows)
+        params = [_row_params(state) for state in states.values() if state is not None]
+        if len(params) == 1:
+            c.execute(upsert, params[0], prepare=True)
+        elif params:
+            c.executemany(upsert, params)
 
     def _notifications(
         self, c: Cursor[DictRow], *, after: int, upto: int | None, limit: int
