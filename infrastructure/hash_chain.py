@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
 
 from imageledger.infrastructure.errors import IntegrityError
 
@@ -49,6 +52,28 @@ def canonical_bytes(
 def link(previous: bytes, canonical: bytes) -> bytes:
     """The link of an event: sha256 of the previous link and its canonical bytes."""
     return hashlib.sha256(previous + canonical).digest()
+
+
+def chain_links(
+    previous: bytes, positions: Sequence[int], stored_events: Sequence[StoredEvent]
+) -> list[tuple[int, bytes]]:
+    """(position, link) of events just inserted at `positions`, after `previous`."""
+    links = []
+    for position, event in zip(positions, stored_events, strict=True):
+        originator_id = event.originator_id
+        previous = link(
+            previous,
+            canonical_bytes(
+                originator_id.hex
+                if isinstance(originator_id, UUID)
+                else str(originator_id),
+                event.originator_version,
+                event.topic,
+                event.state,
+            ),
+        )
+        links.append((position, previous))
+    return links
 
 
 def head_text(head: bytes) -> str:
@@ -96,11 +121,24 @@ class ChainWalk:
     again from the bad position only to say what is wrong there. With a
     checkpoint `(position, head)`, the walk also checks that the recomputed
     link at that position is `head`.
+
+    `dense` says that every position from 1 to the last one holds an event, as
+    on SQLite: a gap then means events were removed. PostgreSQL's positions
+    can skip numbers (a rolled-back insert keeps its sequence numbers), and the
+    chain links consecutive events, not consecutive numbers, so there a gap is
+    no finding by itself.
     """
 
-    def __init__(self, rows: Rows, checkpoint: tuple[int, bytes] | None = None):
+    def __init__(
+        self,
+        rows: Rows,
+        checkpoint: tuple[int, bytes] | None = None,
+        *,
+        dense: bool = True,
+    ):
         self._rows = rows
         self._checkpoint = checkpoint
+        self._dense = dense
         self.position = 0
         self.head = GENESIS
         self.events = 0
@@ -147,10 +185,10 @@ class ChainWalk:
     def _diagnose(
         self, row: ChainRow, canonical: bytes, computed: bytes
     ) -> IntegrityError:
-        if row.position > self.position + 1:
-            # Positions are dense on SQLite; on any backend, a gap right
-            # before a link that does not follow means events went with
-            # their links.
+        gap = row.position > self.position + 1
+        if gap and self._dense:
+            # Every position holds an event, so a gap right before a link
+            # that does not follow means events went with their links.
             return IntegrityError(
                 self.position + 1,
                 EVENT_MISSING,
@@ -183,11 +221,19 @@ class ChainWalk:
                         f"this event was written at position {candidate.position}",
                     )
                 previous = candidate.link
+        # Where positions may skip numbers, events removed with their links
+        # leave a gap that looks like a skipped number: say so.
+        removed = (
+            f", or events between positions {self.position} and {row.position} "
+            "were removed with their links"
+            if gap
+            else ""
+        )
         return IntegrityError(
             row.position,
             PAYLOAD_CHANGED,
             f"the stored event (aggregate {row.originator_id}, version "
-            f"{row.version}) no longer hashes to its link",
+            f"{row.version}) no longer hashes to its link{removed}",
         )
 
     def _check_checkpoint_at_or_before(self, position: int) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from eventsourcing.postgres import BasePostgresFactory, PostgresFactory
 from eventsourcing.utils import Environment
 
-from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_datastore import (
@@ -58,16 +58,22 @@ class LedgerPostgresFactory(PostgresFactory):
             raise
 
     def checkpoint(self) -> tuple[int, bytes]:
-        """Not on PostgreSQL yet: its hash chain is being ported."""
-        raise StoreError("the hash chain is not yet kept on PostgreSQL")
+        """The log's last position and its link (see postgres_chain.checkpoint)."""
+        return postgres_chain.checkpoint(self.current_view.datastore)
 
     def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
-        """Not on PostgreSQL yet: its hash chain is being ported."""
-        raise StoreError("the hash chain is not yet kept on PostgreSQL")
+        """Check the chain, the checkpoint and the view (see postgres_chain.verify)."""
+        return postgres_chain.verify(
+            self.current_view.datastore,
+            self.mapper_instance,
+            self.current_view,
+            checkpoint,
+        )
 
     def _initialize(self) -> None:
         statements: list[Any] = [
             *self.recorder.sql_create_statements,
+            postgres_chain.create_statement(self.datastore.schema),
             *self.current_view.create_statements(),
         ]
         with self.datastore.transaction(commit=True) as c:

@@ -12,10 +12,12 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
+from imageledger.infrastructure import postgres_chain
+from imageledger.infrastructure.hash_chain import GENESIS
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
 
-EVENTS_TABLE = "stored_events"
+EVENTS_TABLE = postgres_chain.EVENTS_TABLE
 TRACKING_TABLE = "tracking"
 
 
@@ -29,11 +31,13 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
     its sequence numbers, so positions can have gaps.
 
     Our `insert_events` runs eventsourcing's statements (table lock, NOTIFY,
-    INSERT ... RETURNING notification_id) in one transaction, then the live
-    views on the same cursor. eventsourcing's own version pipelines them and
-    commits even when a step after the insert raises a non-database error,
-    which would leave events without their view rows; ours rolls back on any
-    error. It also does not retry a lock timeout ten times: it reports busy.
+    INSERT ... RETURNING notification_id) in one transaction, then appends the
+    events' links to the hash chain and folds them into the live views, on the
+    same cursor: no event commits without its link. eventsourcing's own
+    version pipelines its statements and commits even when a step after the
+    insert raises a non-database error, which would leave events without
+    their links and view rows; ours rolls back on any error. It also does not
+    retry a lock timeout ten times: it reports busy.
     """
 
     def __init__(self, datastore: LedgerPostgresDatastore) -> None:
@@ -54,11 +58,13 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
                 schema, Identifier(EVENTS_TABLE)
             ),
         ]
-        # Sent as one simple query: a round trip instead of eventsourcing's three.
-        self.lock_and_notify_statement = SQL("; ").join(
+        # Sent as one simple query: a round trip instead of eventsourcing's
+        # three, and the hash chain's last link read under the lock just taken.
+        self.lock_notify_and_last_link_statement = SQL("; ").join(
             [
                 *self.lock_table_statements,
                 SQL("NOTIFY {}").format(Identifier(self.channel_name)),
+                postgres_chain.last_link_statement(datastore.schema),
             ]
         )
         self.select_stream_statement = SQL(
@@ -86,29 +92,36 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
         **kwargs: Any,
     ) -> Sequence[int]:
         super()._insert_events(c, stored_events, **kwargs)  # tracking, if given
-        self._insert_stored_events(c, stored_events, **kwargs)
+        previous = self._lock_and_read_last_link(c)
+        PostgresAggregateRecorder._insert_stored_events(
+            self, c, stored_events, **kwargs
+        )
         positions = self._fetch_ids_after_insert_events(c, stored_events, **kwargs)
         domain_events = kwargs.get("image_events")
         if domain_events is None or positions is None:
             raise ProgrammingError(
                 "imageledger writes pass their domain events, so views stay current"
             )
+        postgres_chain.append_links(
+            c, self.datastore.schema, previous, positions, stored_events
+        )
         recorded = list(zip(positions, domain_events, strict=True))
         for view in self.live_views:
             view.apply(c, recorded)
         return positions
 
-    def _insert_stored_events(
-        self,
-        curs: Cursor[DictRow],
-        stored_events: Sequence[StoredEvent],
-        **kwargs: Any,
-    ) -> None:
-        # What eventsourcing's does (lock, NOTIFY, INSERT), in two round trips.
-        curs.execute(self.lock_and_notify_statement)
-        PostgresAggregateRecorder._insert_stored_events(
-            self, curs, stored_events, **kwargs
-        )
+    def _lock_and_read_last_link(self, curs: Cursor[DictRow]) -> bytes:
+        """Take the write lock, NOTIFY, and read the chain's last link.
+
+        What eventsourcing's `_insert_stored_events` does before its INSERT,
+        plus the read, in one round trip. Under the lock (held to the commit)
+        no other writer can append a link before this one's.
+        """
+        curs.execute(self.lock_notify_and_last_link_statement)
+        while curs.nextset():  # to the last statement's result: the link
+            pass
+        row = curs.fetchone()
+        return GENESIS if row is None else bytes(row["chain"])
 
     def select_stream(self, originator_id: UUID, gt: int = 0) -> list[Notification]:
         """The events of one aggregate after version `gt`, oldest first, with

@@ -16,6 +16,7 @@ from typing import Any
 from psycopg import Cursor, sql
 from psycopg.rows import DictRow
 
+from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.postgres_datastore import PostgresLocation
 
@@ -59,6 +60,13 @@ def inspect_database(c: Cursor[DictRow], location: PostgresLocation) -> Database
             f"PostgreSQL at {location.where} was written by a newer imageledger "
             f"(schema {version}; this version reads up to {SCHEMA_VERSION}): "
             "upgrade imageledger"
+        )
+    if postgres_chain.TABLE not in tables:
+        # Schema 1 has the chain; only a store made before the release lacks it.
+        raise StoreError(
+            f"PostgreSQL at {location.where} is a store made by a development "
+            f"version of imageledger, without the hash chain ({postgres_chain.TABLE}"
+            "): create it again"
         )
     return DatabaseState.STORE
 

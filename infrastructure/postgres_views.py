@@ -24,6 +24,7 @@ from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.postgres_chain import CHECK_TABLE
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
 from imageledger.infrastructure.postgres_recorder import (
     EVENTS_TABLE,
@@ -108,8 +109,10 @@ class PostgresCurrentView(CurrentView):
 
     def _sql(self, text: str, table: str = TABLE) -> Composed:
         """`text` with {table}, {events}, {tracking} and {pkey} named in our schema."""
+        # The check table is temporary, private to verify's transaction.
+        schema = "pg_temp" if table == CHECK_TABLE else self.datastore.schema
         return SQL(text).format(
-            table=Identifier(self.datastore.schema, table),
+            table=Identifier(schema, table),
             events=Identifier(self.datastore.schema, EVENTS_TABLE),
             tracking=Identifier(self.datastore.schema, TRACKING_TABLE),
             pkey=Identifier(f"{table}_pkey"),
@@ -271,6 +274,23 @@ class PostgresCurrentView(CurrentView):
             )
         )
 
+    # Verify driver: the log folded into a temporary table (see postgres_chain).
+
+    def start_check(self, c: Cursor[DictRow]) -> None:
+        """Start an empty fold in `c`'s transaction (a table dropped at its end)."""
+        c.execute(self._sql("DROP TABLE IF EXISTS {table}", CHECK_TABLE))
+        c.execute(self._create_table(CHECK_TABLE) + SQL(" ON COMMIT DROP"))
+
+    def fold_check(
+        self, c: Cursor[DictRow], events: Iterable[ImageAggregate.Event]
+    ) -> None:
+        """Fold the next events of the log into the check table."""
+        self._fold_into(c, CHECK_TABLE, events)
+
+    def tracked_position(self, c: Cursor[DictRow]) -> int:
+        """The log position the view says it reflects."""
+        return self._position(c)
+
     # Shared by the drivers.
 
     def _catch_up(
@@ -294,17 +314,33 @@ class PostgresCurrentView(CurrentView):
     def _fold_into(
         self, c: Cursor[DictRow], table: str, events: Iterable[ImageAggregate.Event]
     ) -> None:
-        states: dict[tuple[str, str], CurrentImage | None] = {}
-        select = self._sql(
-            f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=%s", table
-        )
+        events = builtins.list(events)
+        keys = builtins.list(dict.fromkeys((e.namespace, e.name) for e in events))
+        if len(keys) == 1:  # a single write: one prepared statement
+            rows = c.execute(
+                self._sql(
+                    f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=%s",
+                    table,
+                ),
+                keys[0],
+                prepare=True,
+            ).fetchall()
+        else:  # a batch, a catch-up or a fold: the rows of all its names at once
+            rows = c.execute(
+                self._sql(
+                    f"SELECT {_COLUMNS} FROM {{table}} WHERE (namespace, name) IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::text[]))",
+                    table,
+                ),
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            ).fetchall()
+        states: dict[tuple[str, str], CurrentImage | None] = dict.fromkeys(keys)
+        for row in rows:
+            states[(row["namespace"], row["name"])] = CurrentImage(
+                _image(row), row["live"]
+            )
         for event in events:
             key = (event.namespace, event.name)
-            if key not in states:
-                row = c.execute(select, key, prepare=True).fetchone()
-                states[key] = (
-                    None if row is None else CurrentImage(_image(row), row["live"])
-                )
             states[key] = fold(states[key], event)
         upsert = self._sql(
             "INSERT INTO {table} (namespace, name, digest, media_type, target, "
@@ -317,11 +353,11 @@ class PostgresCurrentView(CurrentView):
             "live=excluded.live",
             table,
         )
-        rows = [_row_params(state) for state in states.values() if state is not None]
-        if len(rows) == 1:
-            c.execute(upsert, rows[0], prepare=True)
-        elif rows:
-            c.executemany(upsert, rows)
+        params = [_row_params(state) for state in states.values() if state is not None]
+        if len(params) == 1:
+            c.execute(upsert, params[0], prepare=True)
+        elif params:
+            c.executemany(upsert, params)
 
     def _notifications(
         self, c: Cursor[DictRow], *, after: int, upto: int | None, limit: int

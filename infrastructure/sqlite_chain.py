@@ -23,7 +23,7 @@ from imageledger.infrastructure.hash_chain import (
     VIEW_DIFFERS,
     ChainRow,
     ChainWalk,
-    canonical_bytes,
+    chain_links,
     link,
 )
 from imageledger.infrastructure.mapper import LedgerMapper
@@ -68,22 +68,7 @@ def append_links(
     c.execute(_LAST_LINK)
     row = c.fetchone()
     previous = GENESIS if row is None else bytes(row[1])
-    links = []
-    for position, event in zip(positions, stored_events, strict=True):
-        originator_id = event.originator_id
-        previous = link(
-            previous,
-            canonical_bytes(
-                originator_id.hex
-                if isinstance(originator_id, UUID)
-                else str(originator_id),
-                event.originator_version,
-                event.topic,
-                event.state,
-            ),
-        )
-        links.append((position, previous))
-    c.executemany(_INSERT_LINK, links)
+    c.executemany(_INSERT_LINK, chain_links(previous, positions, stored_events))
 
 
 def add_chain(c: SQLiteCursor) -> int:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
+from imageledger.errors import IntegrityError
 from imageledger.infrastructure.hash_chain import (
     GENESIS,
+    ChainRow,
+    ChainWalk,
     canonical_bytes,
     head_text,
     link,
@@ -35,3 +40,37 @@ def test_a_link_is_sha256_of_the_previous_link_and_the_canonical_bytes() -> None
     assert first == hashlib.sha256(bytes(32) + canonical).digest()
     assert link(first, canonical) != first
     assert head_text(first) == "sha256:" + first.hex()
+
+
+def _walk_over_a_gap(*, dense: bool, tampered: bool) -> ChainWalk:
+    """Events at positions 1 and 3 (2 skipped), the second's state maybe changed."""
+    first = ChainRow(1, "0f" * 16, 1, "t", b"{}")
+    first_link = link(GENESIS, first.canonical() or b"")
+    second = ChainRow(3, "0f" * 16, 2, "t", b"{}")
+    second_link = link(first_link, second.canonical() or b"")
+    rows = [
+        ChainRow(1, "0f" * 16, 1, "t", b"{}", first_link),
+        ChainRow(3, "0f" * 16, 2, "t", b"{!}" if tampered else b"{}", second_link),
+    ]
+    walk = ChainWalk(
+        lambda after: [r for r in rows if after is None or r.position > after],
+        dense=dense,
+    )
+    list(walk.walk())
+    return walk
+
+
+def test_a_skipped_position_between_linked_events_walks_on_either_backend() -> None:
+    for dense in (True, False):
+        walk = _walk_over_a_gap(dense=dense, tampered=False)
+        assert (walk.events, walk.position) == (2, 3)
+
+
+def test_a_bad_link_after_a_gap_is_a_missing_event_only_on_dense_positions() -> None:
+    with pytest.raises(IntegrityError) as dense:
+        _walk_over_a_gap(dense=True, tampered=True)
+    with pytest.raises(IntegrityError) as sparse:
+        _walk_over_a_gap(dense=False, tampered=True)
+    assert (dense.value.position, dense.value.problem) == (2, "event missing")
+    assert (sparse.value.position, sparse.value.problem) == (3, "payload changed")
+    assert "events between positions 1 and 3 were removed" in str(sparse.value)

@@ -55,7 +55,13 @@ def closed_port() -> int:
 def test_a_new_schema_becomes_a_marked_store(postgres_url: str) -> None:
     with ImageStore.open(postgres_url) as store:
         store.register("app:1", descriptor(1))
-    assert tables(postgres_url) == [MARKER_TABLE, "images", "stored_events", "tracking"]
+    assert tables(postgres_url) == [
+        "event_chain",
+        MARKER_TABLE,
+        "images",
+        "stored_events",
+        "tracking",
+    ]
     assert sql(postgres_url, f"SELECT schema_version FROM {MARKER_TABLE}") == [
         (SCHEMA_VERSION,)
     ]
@@ -85,6 +91,7 @@ def test_without_a_schema_the_store_is_the_databases_public_schema(
     with ImageStore.open(fresh_database.replace("postgresql://", "postgres://")) as s:
         assert s.get("app:1").target.digest == digest(1)
     assert tables(with_schema(fresh_database, "public")) == [
+        "event_chain",
         MARKER_TABLE,
         "images",
         "stored_events",
@@ -302,3 +309,16 @@ def test_without_psycopg_a_url_says_how_to_install_it(postgres_url: str) -> None
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert "pip install 'imageledger[postgres]'" in done.stdout
+
+
+def test_a_store_made_before_the_hash_chain_is_refused_untouched(
+    postgres_url: str,
+) -> None:
+    with ImageStore.open(postgres_url) as store:
+        store.register("app:1", descriptor(1))
+    sql(postgres_url, "DROP TABLE event_chain")
+    with pytest.raises(StoreError, match="without the hash chain") as caught:
+        ImageStore.open(postgres_url)
+    assert "create it again" in str(caught.value)
+    assert "event_chain" not in tables(postgres_url)
+    assert len(sql(postgres_url, "SELECT * FROM stored_events")) == 1
