@@ -17,7 +17,6 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 from uuid import UUID
 
-import orjson
 from eventsourcing.persistence import Notification, StoredEvent
 from psycopg import Cursor
 from psycopg.rows import DictRow
@@ -35,6 +34,7 @@ from imageledger.infrastructure.hash_chain import (
 )
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
+from imageledger.infrastructure.view_rows import same_column, shown_value
 
 if TYPE_CHECKING:  # the view imports the recorder, which imports this module
     from imageledger.infrastructure.postgres_views import PostgresCurrentView
@@ -264,27 +264,11 @@ def _compare(c: Cursor[DictRow], schema: str, namespace: str, name: str) -> str:
     if viewed is None:
         return "the log made it, but it is missing from the view"
     return "; ".join(
-        f"{column} is {_short(viewed[column])} in the view, "
-        f"{_short(folded[column])} in the log"
+        f"{column} is {shown_value(viewed[column])} in the view, "
+        f"{shown_value(folded[column])} in the log"
         for column in _COLUMNS
-        if not _same(column, viewed[column], folded[column])
+        if not same_column(column, viewed[column], folded[column])
     )
-
-
-def _same(column: str, viewed: object, folded: object) -> bool:
-    if viewed == folded:
-        return True
-    if column in ("target", "labels") and isinstance(viewed, str):
-        try:
-            return bool(orjson.loads(viewed) == orjson.loads(str(folded)))
-        except orjson.JSONDecodeError:
-            return False
-    return False
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _last_position(c: Cursor[DictRow], schema: str, namespace: str, name: str) -> int:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from uuid import UUID
 
-import orjson
 from eventsourcing.sqlite import SQLiteCursor
 
 from imageledger.domain.image import Image as ImageAggregate
@@ -24,6 +23,8 @@ from imageledger.infrastructure.sqlite_recorder import notification_from_row
 from imageledger.infrastructure.view_rows import (
     image_from_row,
     row_params,
+    same_column,
+    shown_value,
     state_from_row,
 )
 from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
@@ -102,22 +103,6 @@ def _rows(
             for row in c.fetchall():
                 found[(namespace, row[1])] = state_from_row(row)
     return found
-
-
-def _same(column: str, viewed: object, folded: object) -> bool:
-    if viewed == folded:
-        return True
-    if column in ("target", "labels") and isinstance(viewed, str):
-        try:
-            return bool(orjson.loads(viewed) == orjson.loads(str(folded)))
-        except orjson.JSONDecodeError:
-            return False
-    return False
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class SQLiteCurrentView(CurrentView):
@@ -312,10 +297,10 @@ class SQLiteCurrentView(CurrentView):
         if viewed is None:
             return "the log made it, but it is missing from the view"
         return "; ".join(
-            f"{column} is {_short(viewed[i])} in the view, {_short(folded[i])} "
-            "in the log"
+            f"{column} is {shown_value(viewed[i])} in the view, "
+            f"{shown_value(folded[i])} in the log"
             for i, column in enumerate(_ALL_COLUMNS)
-            if not _same(column, viewed[i], folded[i])
+            if not same_column(column, viewed[i], folded[i])
         )
 
     # Shared by the drivers.

@@ -82,3 +82,22 @@ def _trusted_image(row: Any) -> Image:
 
 
 _IMAGE_FIELDS = frozenset(Image.model_fields)
+
+
+def same_column(column: str, viewed: object, folded: object) -> bool:
+    """Whether a view column holds what the fold gives (JSON compared as JSON,
+    so rows written with another key order still match)."""
+    if viewed == folded:
+        return True
+    if column in ("target", "labels") and isinstance(viewed, str):
+        try:
+            return bool(orjson.loads(viewed) == orjson.loads(str(folded)))
+        except orjson.JSONDecodeError:
+            return False
+    return False
+
+
+def shown_value(value: object) -> str:
+    """A column's value as a verify message shows it, at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
