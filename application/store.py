@@ -40,10 +40,10 @@ from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.opening import open_factory
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
-from imageledger.storage_errors import describe as _describe
-from imageledger.storage_errors import storage_errors as _storage_errors
 from imageledger.storage_errors import (
-    stream_with_storage_errors as _stream_with_storage_errors,
+    describe,
+    storage_errors,
+    stream_with_storage_errors,
 )
 from imageledger.writes import (
     MAX_POSITION,
@@ -167,7 +167,7 @@ class ImageStore:
         checked = validate_items(items)
         actor = self._actor(actor)
         reason = validate_reason(reason)
-        with _storage_errors():
+        with storage_errors():
             return write_with_retries(
                 lambda: register_all(
                     self._log, checked, namespace=namespace, actor=actor, reason=reason
@@ -218,10 +218,10 @@ class ImageStore:
         """The image `name` points at now; raises ImageNotFound."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        try:  # not _storage_errors(): a context manager is a tenth of a get
+        try:  # not storage_errors(): a context manager is a tenth of a get
             image = self._log.current_view.get(namespace, name)
         except PersistenceError as e:
-            raise StoreError(_describe(e)) from e
+            raise StoreError(describe(e)) from e
         if image is None:
             raise ImageNotFound(name, namespace)
         return image
@@ -235,7 +235,7 @@ class ImageStore:
             raise InvalidArgument(
                 "filters", "are not supported by this version; list without filters"
             )
-        return _stream_with_storage_errors(self._log.current_view.list(namespace))
+        return stream_with_storage_errors(self._log.current_view.list(namespace))
 
     def history(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE
@@ -243,7 +243,7 @@ class ImageStore:
         """Every change to `name`, oldest first; ImageNotFound if it has none."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        with _storage_errors():
+        with storage_errors():
             stream = self._log.stream(namespace, name)
         if not stream:
             raise ImageNotFound(name, namespace, "it has no history")
@@ -264,7 +264,7 @@ class ImageStore:
         """
         position, moment = _validate_when(until)
         _validate_progress(progress)
-        with _storage_errors():
+        with storage_errors():
             recorded = self._log.read(until=position)
             if progress is not None:
                 recorded = _reporting(recorded, self._log.head(), position, progress)
@@ -284,7 +284,7 @@ class ImageStore:
         `progress(done, total)` is called after each batch.
         """
         _validate_progress(progress)
-        with _storage_errors():
+        with storage_errors():
             return self._log.current_view_rebuild(progress)
 
     # Integrity.
@@ -295,7 +295,7 @@ class ImageStore:
         Keep it somewhere else; `verify(checkpoint)` later proves that nothing
         up to that position was rewritten. `str()` of it is `POSITION:HEAD`.
         """
-        with _storage_errors():
+        with storage_errors():
             return integrity.checkpoint(self._log)
 
     def verify(
@@ -307,7 +307,7 @@ class ImageStore:
         that the log still has that head at that position. Raises IntegrityError
         naming the first bad position and what is wrong there.
         """
-        with _storage_errors():
+        with storage_errors():
             return integrity.verify(self._log, checkpoint)
 
     # Internals.
@@ -324,7 +324,7 @@ class ImageStore:
                 self._log.append(image)
             return image
 
-        with _storage_errors():
+        with storage_errors():
             return write_with_retries(attempt, f'image "{name}"')
 
     def _actor(self, actor: str | None) -> str:

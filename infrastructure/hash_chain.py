@@ -21,9 +21,10 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 
 from imageledger.infrastructure.errors import IntegrityError
 
@@ -92,6 +93,16 @@ class ChainRow:
     state: object = None
     link: bytes | None = None
     has_event: bool = True
+
+    def notification(self) -> Notification:
+        """The row as eventsourcing's mapper reads it (its id is the position)."""
+        return Notification(
+            id=self.position,
+            originator_id=cast(UUID, self.originator_id),  # the mapper parses it
+            originator_version=cast(int, self.version),
+            topic=cast(str, self.topic),
+            state=cast(bytes, self.state),
+        )
 
     def canonical(self) -> bytes | None:
         """The canonical bytes, or None when a column is not of its type."""
@@ -254,3 +265,14 @@ class ChainWalk:
                 f"says {head_text(head)}: an event at or before it was changed",
             )
         self._checkpoint = None
+
+
+def check_tracked(tracked: int, head: int) -> None:
+    """Raise IntegrityError unless a view's tracking position is the log's head."""
+    if tracked != head:
+        raise IntegrityError(
+            min(tracked, head) + 1,
+            VIEW_DIFFERS,
+            f"the view says it reflects log position {tracked}, "
+            f"but the log ends at position {head}",
+        )

@@ -14,10 +14,10 @@ numbers): the chain links consecutive events, so the walk is not `dense`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -31,10 +31,15 @@ from imageledger.infrastructure.hash_chain import (
     ChainRow,
     ChainWalk,
     chain_links,
+    check_tracked,
 )
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
-from imageledger.infrastructure.view_rows import same_column, shown_value
+from imageledger.infrastructure.view_rows import (
+    ALL_COLUMNS,
+    same_column,
+    shown_value,
+)
 
 if TYPE_CHECKING:  # the view imports the recorder, which imports this module
     from imageledger.infrastructure.postgres_views import PostgresCurrentView
@@ -45,19 +50,6 @@ VIEW_TABLE = "images"  # postgres_views.TABLE (that module imports this one)
 CHECK_TABLE = "images_check"  # the fold verify compares with: a temporary table
 PAGE = 1000
 _MIN_POSITION = -(2**63)
-
-_COLUMNS = (
-    "namespace",
-    "name",
-    "digest",
-    "media_type",
-    "target",
-    "labels",
-    "created_at",
-    "updated_at",
-    "version",
-    "live",
-)
 
 
 def _sql(schema: str, text: str) -> Composed:
@@ -149,7 +141,7 @@ def verify(
         view.start_check(c)
         batch: list[Image.Event] = []
         for row in walk.walk():
-            batch.append(_decode(mapper, row))
+            batch.append(mapper.to_domain_event(row.notification()))
             if len(batch) >= PAGE:
                 view.fold_check(c, batch)
                 batch = []
@@ -197,28 +189,10 @@ def _chain_row(row: DictRow) -> ChainRow:
     )
 
 
-def _decode(mapper: LedgerMapper, row: ChainRow) -> Image.Event:
-    notification = Notification(
-        id=row.position,
-        originator_id=cast(UUID, row.originator_id),  # the mapper parses it
-        originator_version=cast(int, row.version),
-        topic=cast(str, row.topic),
-        state=cast(bytes, row.state),
-    )
-    return mapper.to_domain_event(notification)
-
-
 def _compare_view(
     view: PostgresCurrentView, c: Cursor[DictRow], schema: str, head: int
 ) -> None:
-    tracked = view.tracked_position(c)
-    if tracked != head:
-        raise IntegrityError(
-            min(tracked, head) + 1,
-            VIEW_DIFFERS,
-            f"the view says it reflects log position {tracked}, "
-            f"but the log ends at position {head}",
-        )
+    check_tracked(view.tracked_position(c), head)
     difference = _difference(c, schema)
     if difference is not None:
         (namespace, name), detail = difference
@@ -232,7 +206,7 @@ def _difference(c: Cursor[DictRow], schema: str) -> tuple[tuple[str, str], str] 
     JSON columns are compared as JSON: a row written with its labels in
     another key order is equal.
     """
-    columns = ", ".join(_COLUMNS)
+    columns = ", ".join(ALL_COLUMNS)
     c.execute(
         _sql(
             schema,
@@ -254,7 +228,7 @@ def _difference(c: Cursor[DictRow], schema: str) -> tuple[tuple[str, str], str] 
 
 
 def _compare(c: Cursor[DictRow], schema: str, namespace: str, name: str) -> str:
-    select = f"SELECT {', '.join(_COLUMNS)} FROM {{}} WHERE namespace=%s AND name=%s"
+    select = f"SELECT {', '.join(ALL_COLUMNS)} FROM {{}} WHERE namespace=%s AND name=%s"
     c.execute(_sql(schema, select.format("{view}")), (namespace, name))
     viewed = c.fetchone()
     c.execute(_sql(schema, select.format("{check}")), (namespace, name))
@@ -266,7 +240,7 @@ def _compare(c: Cursor[DictRow], schema: str, namespace: str, name: str) -> str:
     return "; ".join(
         f"{column} is {shown_value(viewed[column])} in the view, "
         f"{shown_value(folded[column])} in the log"
-        for column in _COLUMNS
+        for column in ALL_COLUMNS
         if not same_column(column, viewed[column], folded[column])
     )
 

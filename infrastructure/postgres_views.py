@@ -22,7 +22,7 @@ from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
-from imageledger.infrastructure.live_views import Recorded
+from imageledger.infrastructure.live_views import Recorded, fold_in_batches
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_chain import CHECK_TABLE
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
@@ -32,6 +32,7 @@ from imageledger.infrastructure.postgres_recorder import (
     notification_from_row,
 )
 from imageledger.infrastructure.store_factory import Progress
+from imageledger.infrastructure.view_rows import READ_COLUMNS
 from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
 
 VIEW_NAME = "current_view"
@@ -39,8 +40,6 @@ TABLE = "images"
 SHADOW_TABLE = "images_rebuild"
 REBUILD_BATCH = 5000
 LIST_BATCH = 1000  # rows a streaming list() fetches per round trip
-
-_COLUMNS = "namespace, name, target, labels, created_at, updated_at, version, live"
 
 
 def _image(row: DictRow) -> Image:
@@ -83,19 +82,19 @@ class PostgresCurrentView(CurrentView):
         self.mapper = mapper
         self.schema = Identifier(datastore.schema)
         self._get = self._sql(
-            f"SELECT {_COLUMNS} FROM {{table}} "
+            f"SELECT {READ_COLUMNS} FROM {{table}} "
             "WHERE namespace=%s AND name=%s AND live",
         )
         self._snapshot = self._sql(
             "SELECT (SELECT MAX(originator_version) FROM {events} "
-            f"WHERE originator_id=%s) AS head, {_COLUMNS} FROM (SELECT 1) AS one "
+            f"WHERE originator_id=%s) AS head, {READ_COLUMNS} FROM (SELECT 1) AS one "
             "LEFT JOIN {table} ON namespace=%s AND name=%s"
         )
         self._snapshots = self._sql(
-            f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=ANY(%s)"
+            f"SELECT {READ_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=ANY(%s)"
         )
         self._list = self._sql(
-            f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND live "
+            f"SELECT {READ_COLUMNS} FROM {{table}} WHERE namespace=%s AND live "
             "ORDER BY name"
         )
         # The compare-and-set of the live driver: positions can have gaps, so the
@@ -296,20 +295,14 @@ class PostgresCurrentView(CurrentView):
     def _catch_up(
         self, c: Cursor[DictRow], table: str, *, after: int, upto: int
     ) -> int:
-        if after > upto:
-            raise StoreError(
-                f"the current view is at position {after}, beyond the log's {upto}: "
-                "events were removed from the log"
-            )
-        folded = 0
-        while after < upto:
-            batch = self._notifications(c, after=after, upto=upto, limit=REBUILD_BATCH)
-            if not batch:
-                break
-            self._fold_into(c, table, (event for _, event in batch))
-            after = batch[-1][0]
-            folded += len(batch)
-        return folded
+        return fold_in_batches(
+            lambda start: self._notifications(
+                c, after=start, upto=upto, limit=REBUILD_BATCH
+            ),
+            lambda events: self._fold_into(c, table, events),
+            after=after,
+            upto=upto,
+        )
 
     def _fold_into(
         self, c: Cursor[DictRow], table: str, events: Iterable[ImageAggregate.Event]
@@ -319,7 +312,8 @@ class PostgresCurrentView(CurrentView):
         if len(keys) == 1:  # a single write: one prepared statement
             rows = c.execute(
                 self._sql(
-                    f"SELECT {_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=%s",
+                    f"SELECT {READ_COLUMNS} FROM {{table}} "
+                    "WHERE namespace=%s AND name=%s",
                     table,
                 ),
                 keys[0],
@@ -328,7 +322,7 @@ class PostgresCurrentView(CurrentView):
         else:  # a batch, a catch-up or a fold: the rows of all its names at once
             rows = c.execute(
                 self._sql(
-                    f"SELECT {_COLUMNS} FROM {{table}} WHERE (namespace, name) IN "
+                    f"SELECT {READ_COLUMNS} FROM {{table}} WHERE (namespace, name) IN "
                     "(SELECT * FROM unnest(%s::text[], %s::text[]))",
                     table,
                 ),

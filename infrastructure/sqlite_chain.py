@@ -9,10 +9,9 @@ it reads the last one committed. The chain's definition is in `hash_chain`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
-from uuid import UUID
+from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteCursor
 
 from imageledger.domain.image import Image
@@ -24,6 +23,7 @@ from imageledger.infrastructure.hash_chain import (
     ChainRow,
     ChainWalk,
     chain_links,
+    check_tracked,
     link,
 )
 from imageledger.infrastructure.mapper import LedgerMapper
@@ -133,7 +133,7 @@ def verify(
         view.start_check(c)
         batch: list[Image.Event] = []
         for row in walk.walk():
-            batch.append(_decode(mapper, row))
+            batch.append(mapper.to_domain_event(row.notification()))
             if len(batch) >= PAGE:
                 view.fold_check(c, batch)
                 batch = []
@@ -143,14 +143,7 @@ def verify(
 
 
 def _compare_view(view: SQLiteCurrentView, c: SQLiteCursor, head: int) -> None:
-    tracked = view.tracked_position(c)
-    if tracked != head:
-        raise IntegrityError(
-            min(tracked, head) + 1,
-            VIEW_DIFFERS,
-            f"the view says it reflects log position {tracked}, "
-            f"but the log ends at position {head}",
-        )
+    check_tracked(view.tracked_position(c), head)
     difference = view.check_difference(c)
     if difference is not None:
         where, detail = difference
@@ -173,17 +166,6 @@ def _chain_row(row: Any) -> ChainRow:
     return ChainRow(
         position, stream, version, topic, state, chain, has_event=bool(has_event)
     )
-
-
-def _decode(mapper: LedgerMapper, row: ChainRow) -> Image.Event:
-    notification = Notification(
-        id=row.position,
-        originator_id=cast(UUID, row.originator_id),  # the mapper parses it
-        originator_version=cast(int, row.version),
-        topic=cast(str, row.topic),
-        state=cast(bytes, row.state),
-    )
-    return mapper.to_domain_event(notification)
 
 
 def _last_position(c: SQLiteCursor, where: tuple[Any, Any]) -> int | None:

@@ -16,11 +16,13 @@ from eventsourcing.sqlite import SQLiteCursor
 
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.infrastructure.errors import StoreError
-from imageledger.infrastructure.live_views import Recorded
+from imageledger.infrastructure.live_views import Recorded, fold_in_batches
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 from imageledger.infrastructure.sqlite_recorder import notification_from_row
 from imageledger.infrastructure.view_rows import (
+    ALL_COLUMNS,
+    READ_COLUMNS,
     image_from_row,
     row_params,
     same_column,
@@ -39,20 +41,6 @@ SELECT_CHUNK = 500  # names per SELECT, well below SQLite's limit of variables
 
 Progress = Callable[[int, int], None]
 """Called as progress(events folded so far, events in the log when it started)."""
-
-_COLUMNS = "namespace, name, target, labels, created_at, updated_at, version, live"
-_ALL_COLUMNS = (
-    "namespace",
-    "name",
-    "digest",
-    "media_type",
-    "target",
-    "labels",
-    "created_at",
-    "updated_at",
-    "version",
-    "live",
-)
 
 
 def create_table_statement(table: str) -> str:
@@ -96,7 +84,7 @@ def _rows(
         for start in range(0, len(names), SELECT_CHUNK):
             chunk = names[start : start + SELECT_CHUNK]
             c.execute(
-                f"SELECT {_COLUMNS} FROM {table} WHERE namespace=? "
+                f"SELECT {READ_COLUMNS} FROM {table} WHERE namespace=? "
                 f"AND name IN ({','.join('?' * len(chunk))})",
                 [namespace, *chunk],
             )
@@ -112,15 +100,17 @@ class SQLiteCurrentView(CurrentView):
         self.datastore = datastore
         self.mapper = mapper
         self._get = (
-            f"SELECT {_COLUMNS} FROM {TABLE} WHERE namespace=? AND name=? AND live=1"
+            f"SELECT {READ_COLUMNS} FROM {TABLE} "
+            "WHERE namespace=? AND name=? AND live=1"
         )
         self._snapshot = (
             f"SELECT (SELECT MAX(originator_version) FROM {EVENTS_TABLE} "
-            f"WHERE originator_id=?), {_COLUMNS} FROM (SELECT 1) "
+            f"WHERE originator_id=?), {READ_COLUMNS} FROM (SELECT 1) "
             f"LEFT JOIN {TABLE} ON namespace=? AND name=?"
         )
         self._list = (
-            f"SELECT {_COLUMNS} FROM {TABLE} WHERE namespace=? AND live=1 ORDER BY name"
+            f"SELECT {READ_COLUMNS} FROM {TABLE} "
+            "WHERE namespace=? AND live=1 ORDER BY name"
         )
 
     def create_statements(self) -> list[str]:
@@ -261,7 +251,7 @@ class SQLiteCurrentView(CurrentView):
         first row that differs and what differs. JSON columns are compared as
         JSON: a view row written with its labels in another key order is equal.
         """
-        columns = ", ".join(_ALL_COLUMNS)
+        columns = ", ".join(ALL_COLUMNS)
         differing = (
             f"SELECT namespace, name FROM (SELECT {columns} FROM {TABLE} "
             f"EXCEPT SELECT {columns} FROM {CHECK_TABLE}) UNION "
@@ -286,7 +276,7 @@ class SQLiteCurrentView(CurrentView):
         return self._position(c)
 
     def _compare(self, c: SQLiteCursor, key: tuple[Any, Any]) -> str:
-        columns = ", ".join(_ALL_COLUMNS)
+        columns = ", ".join(ALL_COLUMNS)
         select = f"SELECT {columns} FROM {{}} WHERE namespace IS ? AND name IS ?"
         c.execute(select.format(TABLE), key)
         viewed = c.fetchone()
@@ -299,27 +289,21 @@ class SQLiteCurrentView(CurrentView):
         return "; ".join(
             f"{column} is {shown_value(viewed[i])} in the view, "
             f"{shown_value(folded[i])} in the log"
-            for i, column in enumerate(_ALL_COLUMNS)
+            for i, column in enumerate(ALL_COLUMNS)
             if not same_column(column, viewed[i], folded[i])
         )
 
     # Shared by the drivers.
 
     def _catch_up(self, c: SQLiteCursor, table: str, *, after: int, upto: int) -> int:
-        if after > upto:
-            raise StoreError(
-                f"the current view is at position {after}, beyond the log's {upto}: "
-                "events were removed from the log"
-            )
-        folded = 0
-        while after < upto:
-            batch = self._notifications(c, after=after, upto=upto, limit=REBUILD_BATCH)
-            if not batch:
-                break
-            self._fold_into(c, table, (event for _, event in batch))
-            after = batch[-1][0]
-            folded += len(batch)
-        return folded
+        return fold_in_batches(
+            lambda start: self._notifications(
+                c, after=start, upto=upto, limit=REBUILD_BATCH
+            ),
+            lambda events: self._fold_into(c, table, events),
+            after=after,
+            upto=upto,
+        )
 
     def _fold_into(
         self, c: SQLiteCursor, table: str, events: Iterable[ImageAggregate.Event]

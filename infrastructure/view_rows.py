@@ -18,6 +18,23 @@ from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.current_view import CurrentImage, Image
 
+READ_COLUMNS = "namespace, name, target, labels, created_at, updated_at, version, live"
+"""The columns a row is read with, in the order `state_from_row` expects."""
+
+ALL_COLUMNS = (
+    "namespace",
+    "name",
+    "digest",
+    "media_type",
+    "target",
+    "labels",
+    "created_at",
+    "updated_at",
+    "version",
+    "live",
+)
+"""Every column of a view row, in the order `row_params` writes them."""
+
 
 def row_params(state: CurrentImage) -> tuple[Any, ...]:
     """The columns of a view row for `state`, in the upsert's order."""
