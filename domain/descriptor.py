@@ -195,20 +195,7 @@ class Descriptor(BaseModel):
         Only for OCI JSON that a store wrote itself (the read path is hot).
         """
         if len(data) == 3:  # only the required fields: the usual descriptor
-            return rebuild(
-                cls,
-                {
-                    "media_type": data["mediaType"],
-                    "digest": data["digest"],
-                    "size": data["size"],
-                    "urls": None,
-                    "annotations": None,
-                    "data": None,
-                    "artifact_type": None,
-                    "platform": None,
-                },
-                {"media_type", "digest", "size"},
-            )
+            return _required_only(cls, data["mediaType"], data["digest"], data["size"])
         platform = data.get("platform")
         return rebuild(
             cls,
@@ -278,21 +265,28 @@ def _plain(cls: type[Descriptor], data: dict[str, Any]) -> Descriptor | None:
         and _MEDIA_TYPE.fullmatch(media_type)
         and digest_problem(digest) is None
     ):
-        return rebuild(
-            cls,
-            {
-                "media_type": media_type,
-                "digest": digest,
-                "size": size,
-                "urls": None,
-                "annotations": None,
-                "data": None,
-                "artifact_type": None,
-                "platform": None,
-            },
-            {"media_type", "digest", "size"},
-        )
+        return _required_only(cls, media_type, digest, size)
     return None
+
+
+def _required_only(
+    cls: type[Descriptor], media_type: str, digest: str, size: int
+) -> Descriptor:
+    """A descriptor of the three required fields, built without validation."""
+    return rebuild(
+        cls,
+        {
+            "media_type": media_type,
+            "digest": digest,
+            "size": size,
+            "urls": None,
+            "annotations": None,
+            "data": None,
+            "artifact_type": None,
+            "platform": None,
+        },
+        {"media_type", "digest", "size"},
+    )
 
 
 def _data_problem(data: str, digest: str, size: int) -> str | None:
