@@ -23,6 +23,7 @@ from eventsourcing.utils import Environment, EnvType
 from imageledger.domain.image import Image, image_id
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
+from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage
 
 PAGE = 1000
@@ -66,6 +67,10 @@ class EventLog(Application[UUID]):
     @property
     def current_view(self) -> StoreView:
         return self._factory.current_view
+
+    @property
+    def audit_index(self) -> AuditIndex:
+        return self._factory.audit_index
 
     def load(self, namespace: str, name: str) -> Image | None:
         """The aggregate of a name as the log has it now, or None if never seen.
@@ -145,9 +150,17 @@ class EventLog(Application[UUID]):
                 return
             after = page[-1].id
 
-    def current_view_rebuild(self, progress: Progress | None = None) -> int:
-        """Refold the current view from the log (see SQLiteCurrentView.rebuild)."""
-        return self._factory.current_view.rebuild(progress)
+    def rebuild_views(self, progress: Progress | None = None) -> int:
+        """Refold the current view, then the audit index, from the log (see
+        SQLiteCurrentView.rebuild); return the number of events in the log.
+
+        `progress` sees both passes as one: (done, total) over twice the events.
+        """
+        first = None if progress is None else _half(progress, second=False)
+        folded = self._factory.current_view.rebuild(first)
+        second = None if progress is None else _half(progress, second=True)
+        self._factory.audit_index.rebuild(second)
+        return folded
 
     def head(self) -> int:
         """The position of the last event in the log (0 when empty)."""
@@ -160,6 +173,13 @@ class EventLog(Application[UUID]):
     def verify(self, checkpoint: tuple[int, bytes] | None = None) -> ChainWalk:
         """Check the chain, the checkpoint and the views; see StoreFactory.verify."""
         return self._factory.verify(checkpoint)
+
+
+def _half(progress: Progress, *, second: bool) -> Progress:
+    def report(done: int, total: int) -> None:
+        progress(total + done if second else done, 2 * total)
+
+    return report
 
 
 def _restore(stream: UUID, state: CurrentImage) -> Image:

@@ -10,6 +10,7 @@ from eventsourcing.utils import Environment
 from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.postgres_audit import PostgresAuditIndex
 from imageledger.infrastructure.postgres_datastore import (
     LedgerPostgresDatastore,
     connect,
@@ -20,6 +21,7 @@ from imageledger.infrastructure.postgres_schema import (
     DatabaseState,
     initialize,
     inspect_database,
+    upgrade,
 )
 from imageledger.infrastructure.postgres_views import PostgresCurrentView
 
@@ -47,12 +49,17 @@ class LedgerPostgresFactory(PostgresFactory):
             self.current_view = PostgresCurrentView(
                 self.datastore, self.mapper_instance
             )
-            self.recorder.live_views.append(self.current_view)
+            self.audit_index = PostgresAuditIndex(self.datastore, self.mapper_instance)
+            self.recorder.live_views += [self.current_view, self.audit_index]
             if state is DatabaseState.NEW:
                 self._initialize()
+            elif state is DatabaseState.OLDER:
+                with self.datastore.transaction(commit=True) as c:
+                    upgrade(c, self.location, self.audit_index.create_statements())
             self.datastore.register_type_adapters()
-            if state is DatabaseState.STORE:
+            if state is not DatabaseState.NEW:
                 self.current_view.catch_up()
+                self.audit_index.catch_up()
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
             raise
@@ -67,6 +74,7 @@ class LedgerPostgresFactory(PostgresFactory):
             self.current_view.datastore,
             self.mapper_instance,
             self.current_view,
+            self.audit_index,
             checkpoint,
         )
 
@@ -75,6 +83,7 @@ class LedgerPostgresFactory(PostgresFactory):
             *self.recorder.sql_create_statements,
             postgres_chain.create_statement(self.datastore.schema),
             *self.current_view.create_statements(),
+            *self.audit_index.create_statements(),
         ]
         with self.datastore.transaction(commit=True) as c:
             initialize(c, self.location, statements)

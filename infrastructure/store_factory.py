@@ -16,6 +16,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage, Image
 
 Progress = Callable[[int, int], None]
@@ -92,6 +93,10 @@ class StoreFactory(Protocol):
     @property
     def current_view(self) -> StoreView:
         """The current view (name -> descriptor)."""
+
+    @property
+    def audit_index(self) -> AuditIndex:
+        """The audit index (every event by position, name, digest, time, actor)."""
 
     def checkpoint(self) -> tuple[int, bytes]:
         """The log's last position and its link in the hash chain."""
