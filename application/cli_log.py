@@ -117,8 +117,9 @@ def verify(settings: Settings, given: str | None) -> None:
         )
         return
     proved = f"; checkpoint {report.checkpoint} holds" if report.checkpoint else ""
-    views = ", ".join(report.views)
+    views = " and ".join(report.views)
+    agree = "matches" if len(report.views) == 1 else "match"
     click.echo(
         f"ok: {report.events:,} events, head {report.position}:{report.head}"
-        f"{proved}; {views} matches the log"
+        f"{proved}; {views} {agree} the log"
     )

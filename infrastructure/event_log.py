@@ -151,16 +151,9 @@ class EventLog(Application[UUID]):
             after = page[-1].id
 
     def rebuild_views(self, progress: Progress | None = None) -> int:
-        """Refold the current view, then the audit index, from the log (see
-        SQLiteCurrentView.rebuild); return the number of events in the log.
-
-        `progress` sees both passes as one: (done, total) over twice the events.
-        """
-        first = None if progress is None else _half(progress, second=False)
-        folded = self._factory.current_view.rebuild(first)
-        second = None if progress is None else _half(progress, second=True)
-        self._factory.audit_index.rebuild(second)
-        return folded
+        """Refold every view from the log in one pass (see
+        live_views.rebuild_views); return the number of events folded."""
+        return self._factory.rebuild(progress)
 
     def head(self) -> int:
         """The position of the last event in the log (0 when empty)."""
@@ -173,13 +166,6 @@ class EventLog(Application[UUID]):
     def verify(self, checkpoint: tuple[int, bytes] | None = None) -> ChainWalk:
         """Check the chain, the checkpoint and the views; see StoreFactory.verify."""
         return self._factory.verify(checkpoint)
-
-
-def _half(progress: Progress, *, second: bool) -> Progress:
-    def report(done: int, total: int) -> None:
-        progress(total + done if second else done, 2 * total)
-
-    return report
 
 
 def _restore(stream: UUID, state: CurrentImage) -> Image:

@@ -33,7 +33,6 @@ from imageledger.infrastructure.postgres_recorder import (
     TRACKING_TABLE,
     notification_from_row,
 )
-from imageledger.infrastructure.store_factory import Progress
 from imageledger.projections.audit import AuditIndex, AuditRow, Bound, Found, LogQuery
 
 VIEW_NAME = "audit_index"
@@ -211,30 +210,21 @@ class PostgresAuditIndex(AuditIndex):
 
     # Rebuild driver.
 
-    def rebuild(self, progress: Progress | None = None) -> int:
-        """Refold the index into a new table a batch at a time, then swap it in
-        (as on SQLite: only the index the fold reads is kept while folding)."""
+    # As on SQLite: only the index the fold reads is kept while folding.
+
+    def start_rebuild(self, c: Cursor[DictRow]) -> None:
+        c.execute(self._sql("DROP TABLE IF EXISTS {table}", SHADOW_TABLE))
+        c.execute(self._create_table(SHADOW_TABLE))
         by_name = {"by_name": _INDEXES["by_name"]}
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(self._sql("DROP TABLE IF EXISTS {table}", SHADOW_TABLE))
-            c.execute(self._create_table(SHADOW_TABLE))
-            for statement in self._index_statements(SHADOW_TABLE, by_name):
-                c.execute(statement)
-            total = self._head(c)
-        position, folded = 0, 0
-        while True:
-            with self.datastore.transaction(commit=True) as c:
-                self._lock_events(c)
-                batch = self._notifications(c, after=position, upto=None)
-                if not batch:
-                    self._swap_in_shadow(c)
-                    self._set_position(c, position)
-                    return folded
-                self._fold_into(c, SHADOW_TABLE, batch)
-                position = batch[-1][0]
-                folded += len(batch)
-            if progress is not None:
-                progress(folded, max(total, position))
+        for statement in self._index_statements(SHADOW_TABLE, by_name):
+            c.execute(statement)
+
+    def fold_rebuild(self, c: Cursor[DictRow], recorded: Recorded) -> None:
+        self._fold_into(c, SHADOW_TABLE, recorded)
+
+    def finish_rebuild(self, c: Cursor[DictRow], position: int) -> None:
+        self._swap_in_shadow(c)
+        self._set_position(c, position)
 
     def _swap_in_shadow(self, c: Cursor[DictRow]) -> None:
         schema = self.datastore.schema

@@ -9,6 +9,7 @@ from eventsourcing.utils import Environment
 
 from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.hash_chain import ChainWalk
+from imageledger.infrastructure.live_views import rebuild_views
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_audit import PostgresAuditIndex
 from imageledger.infrastructure.postgres_datastore import (
@@ -24,6 +25,7 @@ from imageledger.infrastructure.postgres_schema import (
     upgrade,
 )
 from imageledger.infrastructure.postgres_views import PostgresCurrentView
+from imageledger.infrastructure.store_factory import Progress
 
 
 class LedgerPostgresFactory(PostgresFactory):
@@ -67,6 +69,17 @@ class LedgerPostgresFactory(PostgresFactory):
     def checkpoint(self) -> tuple[int, bytes]:
         """The log's last position and its link (see postgres_chain.checkpoint)."""
         return postgres_chain.checkpoint(self.current_view.datastore)
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Refold the current view and the audit index in one pass over the log."""
+        view = self.current_view
+        return rebuild_views(
+            lambda: self.datastore.transaction(commit=True),
+            view.read_batch,
+            view.head,
+            [view, self.audit_index],
+            progress,
+        )
 
     def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
         """Check the chain, the checkpoint and the view (see postgres_chain.verify)."""

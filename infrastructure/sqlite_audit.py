@@ -28,7 +28,6 @@ from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 from imageledger.infrastructure.sqlite_recorder import notification_from_row
-from imageledger.infrastructure.store_factory import Progress
 from imageledger.projections.audit import AuditIndex, AuditRow, Bound, Found, LogQuery
 
 VIEW_NAME = "audit_index"
@@ -188,39 +187,28 @@ class SQLiteAuditIndex(AuditIndex):
 
     # Rebuild driver.
 
-    def rebuild(self, progress: Progress | None = None) -> int:
-        """Refold the index into a new table a batch at a time, then swap it in.
+    # The index is rebuilt into a new table with only the index the fold
+    # reads; the others are created at the swap, which is faster than keeping
+    # them up to date row by row.
 
-        As the current view's rebuild: readers use the old table until the
-        swap, in the transaction that finds no more events. The new table is
-        built with only the index the fold reads; the others are created at
-        the swap, which is faster than keeping them up to date row by row.
-        """
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(f"DROP TABLE IF EXISTS {SHADOW_TABLE}")
-            c.execute(_create_table(SHADOW_TABLE))
-            c.execute(
-                f"CREATE INDEX {SHADOW_TABLE}_by_name "
-                f"ON {SHADOW_TABLE} (namespace, name, position)"
-            )
-            total = self._head(c)
-        position, folded = 0, 0
-        while True:
-            with self.datastore.transaction(commit=True) as c:
-                batch = self._notifications(c, after=position, upto=None)
-                if not batch:
-                    c.execute(f"DROP TABLE {TABLE}")
-                    c.execute(f"ALTER TABLE {SHADOW_TABLE} RENAME TO {TABLE}")
-                    c.execute(f"DROP INDEX {SHADOW_TABLE}_by_name")
-                    for statement in _index_statements(TABLE):
-                        c.execute(statement)
-                    self._set_position(c, position)
-                    return folded
-                self._fold_into(c, SHADOW_TABLE, batch)
-                position = batch[-1][0]
-                folded += len(batch)
-            if progress is not None:
-                progress(folded, max(total, position))
+    def start_rebuild(self, c: SQLiteCursor) -> None:
+        c.execute(f"DROP TABLE IF EXISTS {SHADOW_TABLE}")
+        c.execute(_create_table(SHADOW_TABLE))
+        c.execute(
+            f"CREATE INDEX {SHADOW_TABLE}_by_name "
+            f"ON {SHADOW_TABLE} (namespace, name, position)"
+        )
+
+    def fold_rebuild(self, c: SQLiteCursor, recorded: Recorded) -> None:
+        self._fold_into(c, SHADOW_TABLE, recorded)
+
+    def finish_rebuild(self, c: SQLiteCursor, position: int) -> None:
+        c.execute(f"DROP TABLE {TABLE}")
+        c.execute(f"ALTER TABLE {SHADOW_TABLE} RENAME TO {TABLE}")
+        c.execute(f"DROP INDEX {SHADOW_TABLE}_by_name")
+        for statement in _index_statements(TABLE):
+            c.execute(statement)
+        self._set_position(c, position)
 
     # Verify driver: each row must be the fold of its event and of the row
     # before it of the same name, which the check has already proved.

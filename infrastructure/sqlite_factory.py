@@ -9,6 +9,7 @@ from eventsourcing.utils import Environment
 
 from imageledger.infrastructure import sqlite_audit, sqlite_chain
 from imageledger.infrastructure.hash_chain import ChainWalk
+from imageledger.infrastructure.live_views import rebuild_views
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_audit import SQLiteAuditIndex
 from imageledger.infrastructure.sqlite_chain import CREATE_STATEMENT, add_chain
@@ -27,6 +28,7 @@ from imageledger.infrastructure.sqlite_schema import (
     sqlite_uri,
 )
 from imageledger.infrastructure.sqlite_views import SQLiteCurrentView
+from imageledger.infrastructure.store_factory import Progress
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
@@ -63,6 +65,17 @@ class LedgerSQLiteFactory(SQLiteFactory):
     def checkpoint(self) -> tuple[int, bytes]:
         """The log's last position and its link (see sqlite_chain.checkpoint)."""
         return sqlite_chain.checkpoint(self.current_view.datastore)
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Refold the current view and the audit index in one pass over the log."""
+        view = self.current_view
+        return rebuild_views(
+            lambda: self.datastore.transaction(commit=True),
+            view.read_batch,
+            view.head,
+            [view, self.audit_index],
+            progress,
+        )
 
     def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
         """Check the chain, the checkpoint and the view (see sqlite_chain.verify)."""

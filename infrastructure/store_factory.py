@@ -46,9 +46,6 @@ class StoreView(LiveView, Protocol):
     def catch_up(self) -> int:
         """Fold the events the view has not seen yet; return how many."""
 
-    def rebuild(self, progress: Progress | None = None) -> int:
-        """Refold the view from the log; return the number of events folded."""
-
 
 class StoreRecorder(Protocol):
     """The event recorder as the store uses it, beyond eventsourcing's interface."""
@@ -100,6 +97,9 @@ class StoreFactory(Protocol):
 
     def checkpoint(self) -> tuple[int, bytes]:
         """The log's last position and its link in the hash chain."""
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Refold every view from the log; return the number of events folded."""
 
     def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
         """Walk the hash chain (proving `checkpoint` if given), then check that

@@ -11,7 +11,7 @@ The entries the queries return are read from the log, by position.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal, NamedTuple
@@ -184,7 +184,3 @@ class AuditIndex(ABC):
     @abstractmethod
     def namespaces(self) -> list[str]:
         """Every namespace the log has an event in, sorted."""
-
-    @abstractmethod
-    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Refold the index from the log; return the number of events folded."""

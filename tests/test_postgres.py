@@ -56,6 +56,7 @@ def test_a_new_schema_becomes_a_marked_store(postgres_url: str) -> None:
     with ImageStore.open(postgres_url) as store:
         store.register("app:1", descriptor(1))
     assert tables(postgres_url) == [
+        "audit_index",
         "event_chain",
         MARKER_TABLE,
         "images",
@@ -67,6 +68,7 @@ def test_a_new_schema_becomes_a_marked_store(postgres_url: str) -> None:
     ]
     assert sql(postgres_url, "SELECT * FROM tracking ORDER BY 1") == [
         ("__migration__", 1),
+        ("audit_index", 1),
         ("current_view", 1),
     ]
 
@@ -91,6 +93,7 @@ def test_without_a_schema_the_store_is_the_databases_public_schema(
     with ImageStore.open(fresh_database.replace("postgresql://", "postgres://")) as s:
         assert s.get("app:1").target.digest == digest(1)
     assert tables(with_schema(fresh_database, "public")) == [
+        "audit_index",
         "event_chain",
         MARKER_TABLE,
         "images",
