@@ -105,8 +105,6 @@ class SQLiteAuditIndex(AuditIndex):
     ) -> Iterator[Found]:
         bound, params = until_condition(until, "?")
         names = "AND name = ? " if name is not None else ""
-        if name is not None:
-            params.append(name)
         # SQLite's bare columns: with MAX(), the row holding the maximum.
         statement = (
             f"SELECT {_AS_A}, {_EVENT} FROM (SELECT MAX(position) AS last "
@@ -114,7 +112,8 @@ class SQLiteAuditIndex(AuditIndex):
             f"JOIN {TABLE} AS a ON a.position = last "
             f"JOIN {EVENTS_TABLE} AS e ON e.rowid = a.position ORDER BY a.name"
         )
-        return self._found(statement, [namespace, *params])
+        given = [namespace, *([name] if name is not None else []), *params]
+        return self._found(statement, given)
 
     def carrying(self, digest: str, namespace: str | None) -> list[AuditRow]:
         statement = f"SELECT {COLUMNS} FROM {TABLE} WHERE digest = ?"
