@@ -234,7 +234,7 @@ def diff(settings: Settings, a: int | datetime, b: int | datetime, every: bool) 
         *(("removed", image, None) for image in changes.removed),
         *(("retargeted", before, after) for before, after in changes.retargeted),
     ]
-    rows.sort(key=lambda row: _named(row).name)
+    rows.sort(key=lambda row: (_named(row).namespace, _named(row).name))
     if settings.json:
         echo_lines(
             json_line(
