@@ -14,7 +14,6 @@ from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.sqlite_chain import append_links
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 
-
 SELECT_STREAM = (
     "SELECT rowid, * FROM stored_events "
     "WHERE originator_id=? AND originator_version>? ORDER BY originator_version"

@@ -8,9 +8,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from conftest import MANIFEST, descriptor, digest
+from conftest import MANIFEST, Run, descriptor, digest, ok, when
 from imageledger import ImageStore
-from test_cli import Run, ok, run, when  # noqa: F401  (run is a fixture)
 
 D1, D2 = digest(1), digest(2)
 
