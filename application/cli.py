@@ -15,6 +15,7 @@ from typing import NoReturn
 import click
 
 from imageledger import __version__
+from imageledger.cli_audit import as_of, diff, log, where
 from imageledger.cli_context import (
     EXIT_CONFLICT,
     EXIT_ERROR,
@@ -106,6 +107,8 @@ pass_settings = click.make_pass_decorator(Settings)
 for _command in (register, get, list_images, delete, history):
     cli.add_command(_command)
 for _command in (replay, rebuild, checkpoint, verify):
+    cli.add_command(_command)
+for _command in (log, as_of, where, diff):
     cli.add_command(_command)
 
 

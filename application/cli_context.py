@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -101,3 +102,32 @@ def pairs(option: str, values: tuple[str, ...]) -> dict[str, str]:
             raise InvalidArgument(option, f"{key!r} is given twice")
         pairs[key] = text
     return pairs
+
+
+class WhenType(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2
+    """A point of the log: an integer log position, or an RFC 3339 timestamp or
+    date (a date means midnight UTC at its start; no offset means UTC)."""
+
+    name = "WHEN"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | datetime:
+        if isinstance(value, int | datetime):
+            return value
+        text = str(value).strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{text!r} is neither a log position nor an RFC 3339 timestamp or "
+                "date (e.g. 42, 2026-11-28T09:00:00Z, 2026-11-28)",
+                param,
+                ctx,
+            )
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+WHEN = WhenType()

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
-from imageledger.cli_context import Settings, echo_lines, flag_names, pass_settings
+from imageledger.cli_context import (
+    WHEN,
+    Settings,
+    echo_lines,
+    flag_names,
+    pass_settings,
+)
 from imageledger.cli_render import (
     LIST_COLUMNS,
     document,
@@ -17,19 +25,24 @@ from imageledger.cli_render import (
 
 
 @click.command()
+@click.option(
+    "--until", type=WHEN, help="Fold only the events at or before this point."
+)
 @pass_settings
-def replay(settings: Settings) -> None:
-    """Print the images folded from the raw log.
+def replay(settings: Settings, until: int | datetime | None) -> None:
+    """Print the images folded from the raw log (up to WHEN with --until).
 
     Ignores every view; the output has the form of `list`, so the two can be
-    compared.
+    compared (and `replay --until WHEN` with `as-of WHEN`). WHEN is a log
+    position or an RFC 3339 timestamp or date.
 
     \b
-    Example:
+    Examples:
       diff <(imageledger list) <(imageledger replay) && echo "view matches the log"
+      imageledger replay --until 2026-11-27T09:00:00Z
     """
     with settings.store() as store, progress("replaying") as report:
-        state = store.replay(progress=report)
+        state = store.replay(until, progress=report)
     images = sorted(
         (image for (ns, _), image in state.items() if ns == settings.namespace),
         key=lambda image: image.name,
@@ -117,8 +130,9 @@ def verify(settings: Settings, given: str | None) -> None:
         )
         return
     proved = f"; checkpoint {report.checkpoint} holds" if report.checkpoint else ""
-    views = ", ".join(report.views)
+    views = " and ".join(report.views)
+    agree = "matches" if len(report.views) == 1 else "match"
     click.echo(
         f"ok: {report.events:,} events, head {report.position}:{report.head}"
-        f"{proved}; {views} matches the log"
+        f"{proved}; {views} {agree} the log"
     )

@@ -15,9 +15,9 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.errors import InvalidArgument
+from imageledger.infrastructure import sqlite_audit, sqlite_views
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.hash_chain import HEAD_PREFIX, head_text
-from imageledger.infrastructure.sqlite_views import VIEW_NAME
 
 _TEXT = re.compile(r"(0|[1-9][0-9]*):(?:sha256:)?([0-9a-f]{64})", re.ASCII)
 _HEAD = re.compile(r"(?:sha256:)?([0-9a-f]{64})", re.ASCII)
@@ -68,7 +68,7 @@ def verify(log: EventLog, given: object = None) -> VerifyReport:
         checkpoint=None
         if parsed is None
         else Checkpoint(parsed[0], head_text(parsed[1])),
-        views=(VIEW_NAME,),
+        views=(sqlite_views.VIEW_NAME, sqlite_audit.VIEW_NAME),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from eventsourcing.persistence import PersistenceError
 
-from imageledger import integrity
+from imageledger import integrity, time_travel
 from imageledger.batch import BatchItem, register_all, validate_items
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
@@ -45,6 +45,7 @@ from imageledger.storage_errors import (
     storage_errors,
     stream_with_storage_errors,
 )
+from imageledger.time_travel import Diff, Interval, PastStore, When, log_query
 from imageledger.writes import (
     MAX_POSITION,
     Expect,
@@ -53,8 +54,6 @@ from imageledger.writes import (
     validate_expect,
     write_with_retries,
 )
-
-When = int | datetime
 
 
 class ImageStore:
@@ -231,11 +230,9 @@ class ImageStore:
     ) -> Iterator[Image]:
         """The live images of `namespace`, sorted by name, streamed."""
         namespace = validate_namespace(namespace)
-        if filters:
-            raise InvalidArgument(
-                "filters", "are not supported by this version; list without filters"
-            )
-        return stream_with_storage_errors(self._log.current_view.list(namespace))
+        return stream_with_storage_errors(
+            self._filtered(self._log.current_view.list(namespace), filters)
+        )
 
     def history(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE
@@ -248,6 +245,72 @@ class ImageStore:
         if not stream:
             raise ImageNotFound(name, namespace, "it has no history")
         return [audit_entry(position, event) for position, event in stream]
+
+    def log(
+        self,
+        *,
+        since: When | None = None,
+        until: When | None = None,
+        after: int | None = None,
+        actor: str | None = None,
+        name: str | None = None,
+        digest: str | None = None,
+        kind: str | None = None,
+        namespace: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[AuditEntry]:
+        """Events of the whole log, by position, streamed; each argument narrows it.
+
+        `since`/`until` are points of the log (a position, or a datetime,
+        naive ones UTC), both inclusive; `after` is an exclusive position;
+        `kind` is "registered" or "deleted"; `digest` matches registrations
+        at that digest. `namespace=None` means every namespace.
+        """
+        query = log_query(
+            since=since,
+            until=until,
+            after=after,
+            actor=actor,
+            name=name,
+            digest=digest,
+            kind=kind,
+            namespace=namespace,
+            limit=limit,
+        )
+        return time_travel.log(self._log.audit_index, query)
+
+    def as_of(self, when: When) -> PastStore:
+        """The store as it was at `when` (a log position, or a datetime; naive
+        ones are UTC): a read-only view with `get` and `list`.
+
+        It holds the state right after every event at or before `when`, as
+        `replay(until=when)` does; position 0 is the empty store.
+        """
+        return PastStore(self._log.audit_index, when, self._filtered)
+
+    def where(
+        self, digest: str, *, namespace: str | None = None
+    ) -> builtins.list[Interval]:
+        """Every interval in which a name pointed at `digest`, now and in the
+        past, by when it began (`until` is None while it still does).
+        `namespace=None` means every namespace."""
+        return time_travel.where(self._log.audit_index, digest, namespace)
+
+    def diff(self, a: When, b: When, *, namespace: str | None = None) -> Diff:
+        """Names added, removed and retargeted between points `a` and `b` of
+        the log. `namespace=None` compares every namespace."""
+        before, after = self.as_of(a), self.as_of(b)
+        if namespace is None:
+            with storage_errors():
+                namespaces = self._log.audit_index.namespaces()
+        else:
+            namespaces = [validate_namespace(namespace)]
+
+        def state(past: PastStore) -> Iterator[Image]:
+            for each in namespaces:
+                yield from past.list(namespace=each)
+
+        return time_travel.diff(state(before), state(after))
 
     def replay(
         self,
@@ -279,13 +342,14 @@ class ImageStore:
                 raise StoreError(f"the log cannot be folded: {e}") from e
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> int:
-        """Refold the views from the log; return the number of events folded.
+        """Refold the views (current view and audit index) from the log;
+        return the number of events in the log.
 
         `progress(done, total)` is called after each batch.
         """
         _validate_progress(progress)
         with storage_errors():
-            return self._log.current_view_rebuild(progress)
+            return self._log.rebuild_views(progress)
 
     # Integrity.
 
@@ -311,6 +375,14 @@ class ImageStore:
             return integrity.verify(self._log, checkpoint)
 
     # Internals.
+
+    @staticmethod
+    def _filtered(images: Iterable[Image], filters: tuple[str, ...]) -> Iterator[Image]:
+        if filters:
+            raise InvalidArgument(
+                "filters", "are not supported by this version; list without filters"
+            )
+        return iter(images)
 
     def _write(
         self,

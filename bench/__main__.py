@@ -50,11 +50,14 @@ def main() -> None:
     started = time.perf_counter()
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-        rows = _run(args.keep, scale)
+        rows, plans = _run(args.keep, scale)
     else:
         with tempfile.TemporaryDirectory(prefix="imageledger-bench-") as folder:
-            rows = _run(Path(folder), scale)
+            rows, plans = _run(Path(folder), scale)
     render(rows)
+    print(f"\nquery plans on the {scale:,}-event log:")
+    for line in plans:
+        print(f"  {line}")
     if args.postgres:
         # Imported here: the SQLite benchmarks run without the postgres extra.
         from bench import postgres
@@ -73,7 +76,7 @@ def _render_postgres(rows: list[tuple[str, float, float]]) -> None:
         print(f"{case:<{width}}  {rate:>13,.0f}  {raw:>13,.0f}  {rate / raw:>5.2f}")
 
 
-def _run(folder: Path, scale: int) -> list[Row]:
+def _run(folder: Path, scale: int) -> tuple[list[Row], list[str]]:
     def step(what: str) -> None:
         print(f"... {what}", file=sys.stderr, flush=True)
 
@@ -99,8 +102,9 @@ def _run(folder: Path, scale: int) -> list[Row]:
     rows += batch_rows
     # Measured now: rebuild (ours and the raw one) leaves free pages behind.
     size_rows = big_store.sizes(path, raw_path, scale)
-    step("get and history of random names")
+    step("get, history and where of random names and digests")
     rows += big_store.reads(path, scale, lookups=min(100_000, scale // 5))
+    plans = big_store.plans(path)
     step("list and rebuild, each in a child process")
     rows += big_store.streams(path, scale)
     step("a name with a long history")
@@ -120,7 +124,7 @@ def _run(folder: Path, scale: int) -> list[Row]:
         )
         for case, rate, raw in cold_start.run(runs=21)
     ]
-    return rows
+    return rows, plans
 
 
 if __name__ == "__main__":

@@ -136,6 +136,24 @@ def history(connection: sqlite3.Connection, name: str) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
+def where(connection: sqlite3.Connection, digest: str) -> list[tuple[Any, ...]]:
+    """The indexed SELECTs of `where`: registrations at `digest`, and the next
+    event of each name."""
+    found = []
+    for namespace, name, position in connection.execute(
+        "SELECT namespace, name, position FROM audit_index WHERE digest=? "
+        "ORDER BY position",
+        (digest,),
+    ).fetchall():
+        end = connection.execute(
+            "SELECT position, timestamp FROM audit_index WHERE namespace=? AND "
+            "name=? AND position>? ORDER BY position LIMIT 1",
+            (namespace, name, position),
+        ).fetchone()
+        found.append((namespace, name, position, end))
+    return found
+
+
 def list_all(connection: sqlite3.Connection) -> int:
     """Iterate a SELECT of the whole view in name order; return the row count."""
     count = 0

@@ -151,6 +151,13 @@ class Image(BaseAggregate[UUID]):
         image.live, image.created_at = live, created_at
         return image
 
+    def _next_timestamp(self) -> datetime:
+        # A name's events are in time order, whatever the clock does (a step
+        # back, or another host's clock): so the events of one name at or
+        # before any moment are a prefix of its stream, which is what lets
+        # `as_of(moment)` read one row per name.
+        return max(self.Event.create_timestamp(), self.modified_on)
+
     def register(
         self,
         target: Descriptor,
@@ -164,6 +171,7 @@ class Image(BaseAggregate[UUID]):
             return False
         self.trigger_event(
             self.Registered,
+            timestamp=self._next_timestamp(),
             namespace=self.namespace,
             name=self.name,
             actor=actor,
@@ -187,6 +195,7 @@ class Image(BaseAggregate[UUID]):
             )
         self.trigger_event(
             self.Deleted,
+            timestamp=self._next_timestamp(),
             namespace=self.namespace,
             name=self.name,
             actor=actor,

@@ -23,6 +23,7 @@ from eventsourcing.utils import Environment, EnvType
 from imageledger.domain.image import Image, image_id
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
+from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage
 
 PAGE = 1000
@@ -66,6 +67,10 @@ class EventLog(Application[UUID]):
     @property
     def current_view(self) -> StoreView:
         return self._factory.current_view
+
+    @property
+    def audit_index(self) -> AuditIndex:
+        return self._factory.audit_index
 
     def load(self, namespace: str, name: str) -> Image | None:
         """The aggregate of a name as the log has it now, or None if never seen.
@@ -145,9 +150,10 @@ class EventLog(Application[UUID]):
                 return
             after = page[-1].id
 
-    def current_view_rebuild(self, progress: Progress | None = None) -> int:
-        """Refold the current view from the log (see SQLiteCurrentView.rebuild)."""
-        return self._factory.current_view.rebuild(progress)
+    def rebuild_views(self, progress: Progress | None = None) -> int:
+        """Refold every view from the log in one pass (see
+        live_views.rebuild_views); return the number of events folded."""
+        return self._factory.rebuild(progress)
 
     def head(self) -> int:
         """The position of the last event in the log (0 when empty)."""

@@ -8,6 +8,7 @@ position they reflect commit, or roll back, with the events themselves.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from imageledger.domain.image import Image
@@ -51,3 +52,52 @@ def fold_in_batches(
         after = batch[-1][0]
         folded += len(batch)
     return folded
+
+
+class RebuiltView(Protocol):
+    """A view that `rebuild_views` can refold from the log."""
+
+    def start_rebuild(self, cursor: Any) -> None:
+        """Create the view's empty shadow table (dropping any left by a crash)."""
+
+    def fold_rebuild(self, cursor: Any, recorded: Recorded) -> None:
+        """Fold the next batch of the log into the shadow table."""
+
+    def finish_rebuild(self, cursor: Any, position: int) -> None:
+        """Swap the shadow table in, as the view at log `position`."""
+
+
+def rebuild_views(
+    transaction: Callable[[], AbstractContextManager[Any]],
+    read: Callable[[Any, int], Recorded],
+    head: Callable[[Any], int],
+    views: Sequence[RebuiltView],
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Refold `views` from the log into shadow tables, then swap them in.
+
+    One pass over the log for every view, a batch per write transaction
+    (`read(cursor, after)` returns the next batch, after taking any lock the
+    backend needs); readers and writers keep using the old tables until the
+    swap, which happens in the transaction that finds no more events, so the
+    new tables are exactly at the head. A crash leaves only unused shadow
+    tables, dropped by the next rebuild. Returns the number of events folded.
+    """
+    with transaction() as c:
+        for view in views:
+            view.start_rebuild(c)
+        total = head(c)
+    position, folded = 0, 0
+    while True:
+        with transaction() as c:
+            batch = read(c, position)
+            if not batch:
+                for view in views:
+                    view.finish_rebuild(c, position)
+                return folded
+            for view in views:
+                view.fold_rebuild(c, batch)
+            position = batch[-1][0]
+            folded += len(batch)
+        if progress is not None:
+            progress(folded, max(total, position))

@@ -41,7 +41,8 @@ from imageledger.infrastructure.view_rows import (
     shown_value,
 )
 
-if TYPE_CHECKING:  # the view imports the recorder, which imports this module
+if TYPE_CHECKING:  # the views import the recorder, which imports this module
+    from imageledger.infrastructure.postgres_audit import PostgresAuditIndex
     from imageledger.infrastructure.postgres_views import PostgresCurrentView
 
 TABLE = "event_chain"
@@ -124,9 +125,10 @@ def verify(
     datastore: LedgerPostgresDatastore,
     mapper: LedgerMapper,
     view: PostgresCurrentView,
+    audit: PostgresAuditIndex,
     checkpoint: tuple[int, bytes] | None = None,
 ) -> ChainWalk:
-    """Check the chain (and the checkpoint), then that the view equals the fold.
+    """Check the chain (and the checkpoint), then that the views equal the fold.
 
     All in one REPEATABLE READ transaction, so the log and the view are seen
     at one moment whatever writers do meanwhile (it takes no lock that blocks
@@ -139,14 +141,17 @@ def verify(
         c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         walk = ChainWalk(lambda after: _rows(c, schema, after), checkpoint, dense=False)
         view.start_check(c)
-        batch: list[Image.Event] = []
+        batch: list[tuple[int, Image.Event]] = []
         for row in walk.walk():
-            batch.append(mapper.to_domain_event(row.notification()))
+            batch.append((row.position, mapper.to_domain_event(row.notification())))
             if len(batch) >= PAGE:
-                view.fold_check(c, batch)
+                view.fold_check(c, (event for _, event in batch))
+                audit.check(c, batch)
                 batch = []
-        view.fold_check(c, batch)
+        view.fold_check(c, (event for _, event in batch))
+        audit.check(c, batch)
         _compare_view(view, c, schema, walk.position)
+        audit.finish_check(c, walk.position, walk.events)
     return walk
 
 

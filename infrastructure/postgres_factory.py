@@ -9,7 +9,9 @@ from eventsourcing.utils import Environment
 
 from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.hash_chain import ChainWalk
+from imageledger.infrastructure.live_views import rebuild_views
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.postgres_audit import PostgresAuditIndex
 from imageledger.infrastructure.postgres_datastore import (
     LedgerPostgresDatastore,
     connect,
@@ -20,8 +22,10 @@ from imageledger.infrastructure.postgres_schema import (
     DatabaseState,
     initialize,
     inspect_database,
+    upgrade,
 )
 from imageledger.infrastructure.postgres_views import PostgresCurrentView
+from imageledger.infrastructure.store_factory import Progress
 
 
 class LedgerPostgresFactory(PostgresFactory):
@@ -47,12 +51,17 @@ class LedgerPostgresFactory(PostgresFactory):
             self.current_view = PostgresCurrentView(
                 self.datastore, self.mapper_instance
             )
-            self.recorder.live_views.append(self.current_view)
+            self.audit_index = PostgresAuditIndex(self.datastore, self.mapper_instance)
+            self.recorder.live_views += [self.current_view, self.audit_index]
             if state is DatabaseState.NEW:
                 self._initialize()
+            elif state is DatabaseState.OLDER:
+                with self.datastore.transaction(commit=True) as c:
+                    upgrade(c, self.location, self.audit_index.create_statements())
             self.datastore.register_type_adapters()
-            if state is DatabaseState.STORE:
+            if state is not DatabaseState.NEW:
                 self.current_view.catch_up()
+                self.audit_index.catch_up()
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
             raise
@@ -61,12 +70,24 @@ class LedgerPostgresFactory(PostgresFactory):
         """The log's last position and its link (see postgres_chain.checkpoint)."""
         return postgres_chain.checkpoint(self.current_view.datastore)
 
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Refold the current view and the audit index in one pass over the log."""
+        view = self.current_view
+        return rebuild_views(
+            lambda: self.datastore.transaction(commit=True),
+            view.read_batch,
+            view.head,
+            [view, self.audit_index],
+            progress,
+        )
+
     def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
         """Check the chain, the checkpoint and the view (see postgres_chain.verify)."""
         return postgres_chain.verify(
             self.current_view.datastore,
             self.mapper_instance,
             self.current_view,
+            self.audit_index,
             checkpoint,
         )
 
@@ -75,6 +96,7 @@ class LedgerPostgresFactory(PostgresFactory):
             *self.recorder.sql_create_statements,
             postgres_chain.create_statement(self.datastore.schema),
             *self.current_view.create_statements(),
+            *self.audit_index.create_statements(),
         ]
         with self.datastore.transaction(commit=True) as c:
             initialize(c, self.location, statements)

@@ -20,7 +20,7 @@ from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.postgres_datastore import PostgresLocation
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the audit index
 MARKER_TABLE = "imageledger_store"
 
 _TABLES = (
@@ -32,7 +32,8 @@ _TABLES = (
 
 class DatabaseState(enum.Enum):
     NEW = "new"  # no schema, or a schema without tables
-    STORE = "store"  # an imageledger store this version can read
+    STORE = "store"  # an imageledger store of this schema
+    OLDER = "older"  # a store of an older schema, which opening upgrades
 
 
 def inspect_database(c: Cursor[DictRow], location: PostgresLocation) -> DatabaseState:
@@ -68,7 +69,7 @@ def inspect_database(c: Cursor[DictRow], location: PostgresLocation) -> Database
             f"version of imageledger, without the hash chain ({postgres_chain.TABLE}"
             "): create it again"
         )
-    return DatabaseState.STORE
+    return DatabaseState.STORE if version == SCHEMA_VERSION else DatabaseState.OLDER
 
 
 def initialize(
@@ -79,11 +80,8 @@ def initialize(
     An advisory lock, held to the end of the transaction, makes processes that
     create the same store at once take turns; each looks again once it has it.
     """
-    c.execute(
-        "SELECT pg_advisory_xact_lock(hashtext(%s))",
-        (f"imageledger:{location.schema}",),
-    )
-    if inspect_database(c, location) is DatabaseState.STORE:
+    _take_turns(c, location)
+    if inspect_database(c, location) is not DatabaseState.NEW:
         return
     schema = sql.Identifier(location.schema)
     c.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
@@ -99,4 +97,32 @@ def initialize(
             schema, sql.Identifier(MARKER_TABLE)
         ),
         (SCHEMA_VERSION,),
+    )
+
+
+def upgrade(
+    c: Cursor[DictRow], location: PostgresLocation, audit_statements: Sequence[Any]
+) -> None:
+    """Bring an older store to this schema in the open transaction, unless a
+    racer already did. Schema 1 had no audit index: it is created empty, and
+    opening folds the log into it as into any view that is behind."""
+    _take_turns(c, location)
+    if inspect_database(c, location) is not DatabaseState.OLDER:
+        return
+    for statement in audit_statements:
+        c.execute(statement)
+    c.execute(
+        sql.SQL("UPDATE {}.{} SET schema_version = %s").format(
+            sql.Identifier(location.schema), sql.Identifier(MARKER_TABLE)
+        ),
+        (SCHEMA_VERSION,),
+    )
+
+
+def _take_turns(c: Cursor[DictRow], location: PostgresLocation) -> None:
+    # An advisory lock, held to the end of the transaction, makes processes
+    # that create or upgrade the same store at once take turns.
+    c.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(%s))",
+        (f"imageledger:{location.schema}",),
     )

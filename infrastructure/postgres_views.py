@@ -31,7 +31,6 @@ from imageledger.infrastructure.postgres_recorder import (
     TRACKING_TABLE,
     notification_from_row,
 )
-from imageledger.infrastructure.store_factory import Progress
 from imageledger.infrastructure.view_rows import READ_COLUMNS
 from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
 
@@ -235,33 +234,28 @@ class PostgresCurrentView(CurrentView):
 
     # Rebuild driver.
 
-    def rebuild(self, progress: Progress | None = None) -> int:
-        """Refold the view from the log into a new table, then swap it in.
+    def start_rebuild(self, c: Cursor[DictRow]) -> None:
+        c.execute(self._sql("DROP TABLE IF EXISTS {table}", SHADOW_TABLE))
+        c.execute(self._create_table(SHADOW_TABLE))
 
-        As on SQLite: batches of REBUILD_BATCH events, each transaction holding
-        the events table's write lock; the swap happens in the transaction that
-        finds no more events, so the new table is exactly at the head.
-        """
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(self._sql("DROP TABLE IF EXISTS {table}", SHADOW_TABLE))
-            c.execute(self._create_table(SHADOW_TABLE))
-            total = self._head(c)
-        position, folded = 0, 0
-        while True:
-            with self.datastore.transaction(commit=True) as c:
-                self._lock_events(c)
-                batch = self._notifications(
-                    c, after=position, upto=None, limit=REBUILD_BATCH
-                )
-                if not batch:
-                    self._swap_in_shadow(c)
-                    self._set_position(c, position)
-                    return folded
-                self._fold_into(c, SHADOW_TABLE, (event for _, event in batch))
-                position = batch[-1][0]
-                folded += len(batch)
-            if progress is not None:
-                progress(folded, max(total, position))
+    def fold_rebuild(self, c: Cursor[DictRow], recorded: Recorded) -> None:
+        self._fold_into(c, SHADOW_TABLE, (event for _, event in recorded))
+
+    def finish_rebuild(self, c: Cursor[DictRow], position: int) -> None:
+        self._swap_in_shadow(c)
+        self._set_position(c, position)
+
+    def read_batch(
+        self, c: Cursor[DictRow], after: int
+    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
+        """The next batch of the log after `after`, for a rebuild: with the
+        events table's write lock, as writers take it, held to the commit."""
+        self._lock_events(c)
+        return self._notifications(c, after=after, upto=None, limit=REBUILD_BATCH)
+
+    def head(self, c: Cursor[DictRow]) -> int:
+        """The position of the log's last event, read in `c`'s transaction."""
+        return self._head(c)
 
     def _swap_in_shadow(self, c: Cursor[DictRow]) -> None:
         c.execute(self._sql("DROP TABLE {table}"))

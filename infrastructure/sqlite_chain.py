@@ -29,7 +29,8 @@ from imageledger.infrastructure.hash_chain import (
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 
-if TYPE_CHECKING:  # the recorder imports this module, and the view the recorder
+if TYPE_CHECKING:  # the recorder imports this module, and the views the recorder
+    from imageledger.infrastructure.sqlite_audit import SQLiteAuditIndex
     from imageledger.infrastructure.sqlite_views import SQLiteCurrentView
 
 TABLE = "event_chain"
@@ -119,9 +120,10 @@ def verify(
     datastore: LedgerSQLiteDatastore,
     mapper: LedgerMapper,
     view: SQLiteCurrentView,
+    audit: SQLiteAuditIndex,
     checkpoint: tuple[int, bytes] | None = None,
 ) -> ChainWalk:
-    """Check the chain (and the checkpoint), then that the view equals the fold.
+    """Check the chain (and the checkpoint), then that the views equal the fold.
 
     All in one read transaction, so the log and the view are seen at one
     moment; the fold goes to a temporary table, a page of events at a time.
@@ -131,15 +133,26 @@ def verify(
     with datastore.transaction(commit=False) as c:
         walk = ChainWalk(lambda after: _rows(c, after), checkpoint)
         view.start_check(c)
-        batch: list[Image.Event] = []
+        batch: list[tuple[int, Image.Event]] = []
         for row in walk.walk():
-            batch.append(mapper.to_domain_event(row.notification()))
+            batch.append((row.position, mapper.to_domain_event(row.notification())))
             if len(batch) >= PAGE:
-                view.fold_check(c, batch)
+                _check_page(view, audit, c, batch)
                 batch = []
-        view.fold_check(c, batch)
+        _check_page(view, audit, c, batch)
         _compare_view(view, c, walk.position)
+        audit.finish_check(c, walk.position, walk.events)
     return walk
+
+
+def _check_page(
+    view: SQLiteCurrentView,
+    audit: SQLiteAuditIndex,
+    c: SQLiteCursor,
+    batch: list[tuple[int, Image.Event]],
+) -> None:
+    view.fold_check(c, (event for _, event in batch))
+    audit.check(c, batch)
 
 
 def _compare_view(view: SQLiteCurrentView, c: SQLiteCursor, head: int) -> None:

@@ -7,9 +7,11 @@ from pathlib import Path
 from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.utils import Environment
 
-from imageledger.infrastructure import sqlite_chain
+from imageledger.infrastructure import sqlite_audit, sqlite_chain
 from imageledger.infrastructure.hash_chain import ChainWalk
+from imageledger.infrastructure.live_views import rebuild_views
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.sqlite_audit import SQLiteAuditIndex
 from imageledger.infrastructure.sqlite_chain import CREATE_STATEMENT, add_chain
 from imageledger.infrastructure.sqlite_datastore import (
     DEFAULT_LOCK_TIMEOUT,
@@ -21,10 +23,12 @@ from imageledger.infrastructure.sqlite_schema import (
     initialize,
     inspect_file,
     judge_in_transaction,
+    schema_version,
     set_schema_version,
     sqlite_uri,
 )
 from imageledger.infrastructure.sqlite_views import SQLiteCurrentView
+from imageledger.infrastructure.store_factory import Progress
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
@@ -45,13 +49,15 @@ class LedgerSQLiteFactory(SQLiteFactory):
         self.mapper_instance = LedgerMapper()
         self.recorder = LedgerSQLiteRecorder(self.datastore)
         self.current_view = SQLiteCurrentView(self.datastore, self.mapper_instance)
-        self.recorder.live_views.append(self.current_view)
+        self.audit_index = SQLiteAuditIndex(self.datastore, self.mapper_instance)
+        self.recorder.live_views += [self.current_view, self.audit_index]
         try:
             if state is FileState.NEW:
                 state = self._initialize()
             if state is FileState.OLDER:
                 self._upgrade()
             self.current_view.catch_up()
+            self.audit_index.catch_up()
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
             raise
@@ -60,12 +66,24 @@ class LedgerSQLiteFactory(SQLiteFactory):
         """The log's last position and its link (see sqlite_chain.checkpoint)."""
         return sqlite_chain.checkpoint(self.current_view.datastore)
 
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Refold the current view and the audit index in one pass over the log."""
+        view = self.current_view
+        return rebuild_views(
+            lambda: self.datastore.transaction(commit=True),
+            view.read_batch,
+            view.head,
+            [view, self.audit_index],
+            progress,
+        )
+
     def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
         """Check the chain, the checkpoint and the view (see sqlite_chain.verify)."""
         return sqlite_chain.verify(
             self.current_view.datastore,
             self.mapper_instance,
             self.current_view,
+            self.audit_index,
             checkpoint,
         )
 
@@ -75,14 +93,22 @@ class LedgerSQLiteFactory(SQLiteFactory):
             CREATE_STATEMENT,
             "INSERT OR IGNORE INTO tracking VALUES ('__migration__', 1)",
             *self.current_view.create_statements(),
+            *sqlite_audit.create_statements(),
         ]
         with self.datastore.transaction(commit=True) as c:
             return initialize(c, str(self.path), statements)
 
     def _upgrade(self) -> None:
-        # Schema 1 had no hash chain: link the events already in the log, in
-        # one write transaction, unless another process has just done it.
+        # In one write transaction, unless another process has just done it.
+        # Schema 1 had no hash chain: link the events already in the log.
+        # Schema 2 had no audit index: create it empty (opening folds the log
+        # into it, as into any view that is behind).
         with self.datastore.transaction(commit=True) as c:
             if judge_in_transaction(c, str(self.path)) is FileState.OLDER:
-                add_chain(c)
+                version = schema_version(c)
+                if version < 2:
+                    add_chain(c)
+                if version < 3:
+                    for statement in sqlite_audit.create_statements():
+                        c.execute(statement)
                 set_schema_version(c)

@@ -14,6 +14,12 @@ from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.sqlite_chain import append_links
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 
+SELECT_STREAM = (
+    "SELECT rowid, * FROM stored_events "
+    "WHERE originator_id=? AND originator_version>? ORDER BY originator_version"
+)
+"""One name's events (`history`), a search of the stream's primary key."""
+
 
 class LedgerSQLiteRecorder(SQLiteProcessRecorder):
     """Appends events to `stored_events`, links them into the hash chain and
@@ -26,10 +32,7 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
     def __init__(self, datastore: LedgerSQLiteDatastore) -> None:
         super().__init__(datastore)
         self.live_views: list[LiveView] = []
-        self.select_stream_statement = (
-            f"SELECT rowid, * FROM {self.events_table_name} "
-            "WHERE originator_id=? AND originator_version>? ORDER BY originator_version"
-        )
+        self.select_stream_statement = SELECT_STREAM
 
     def _insert_events(
         self,

@@ -202,34 +202,27 @@ class SQLiteCurrentView(CurrentView):
 
     # Rebuild driver.
 
-    def rebuild(self, progress: Progress | None = None) -> int:
-        """Refold the view from the log into a new table, then swap it in.
+    def start_rebuild(self, c: SQLiteCursor) -> None:
+        c.execute(f"DROP TABLE IF EXISTS {SHADOW_TABLE}")
+        c.execute(create_table_statement(SHADOW_TABLE))
 
-        Batches of REBUILD_BATCH events per transaction; readers and writers keep
-        using the old table until the swap, which happens in the transaction
-        that finds no more events, so the new table is exactly at the head.
-        A crash leaves only an unused shadow table, dropped by the next rebuild.
-        """
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(f"DROP TABLE IF EXISTS {SHADOW_TABLE}")
-            c.execute(create_table_statement(SHADOW_TABLE))
-            total = self._head(c)
-        position, folded = 0, 0
-        while True:
-            with self.datastore.transaction(commit=True) as c:
-                batch = self._notifications(
-                    c, after=position, upto=None, limit=REBUILD_BATCH
-                )
-                if not batch:
-                    c.execute(f"DROP TABLE {TABLE}")
-                    c.execute(f"ALTER TABLE {SHADOW_TABLE} RENAME TO {TABLE}")
-                    self._set_position(c, position)
-                    return folded
-                self._fold_into(c, SHADOW_TABLE, (event for _, event in batch))
-                position = batch[-1][0]
-                folded += len(batch)
-            if progress is not None:
-                progress(folded, max(total, position))
+    def fold_rebuild(self, c: SQLiteCursor, recorded: Recorded) -> None:
+        self._fold_into(c, SHADOW_TABLE, (event for _, event in recorded))
+
+    def finish_rebuild(self, c: SQLiteCursor, position: int) -> None:
+        c.execute(f"DROP TABLE {TABLE}")
+        c.execute(f"ALTER TABLE {SHADOW_TABLE} RENAME TO {TABLE}")
+        self._set_position(c, position)
+
+    def read_batch(
+        self, c: SQLiteCursor, after: int
+    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
+        """The next batch of the log after position `after`, for a rebuild."""
+        return self._notifications(c, after=after, upto=None, limit=REBUILD_BATCH)
+
+    def head(self, c: SQLiteCursor) -> int:
+        """The position of the log's last event, read in `c`'s transaction."""
+        return self._head(c)
 
     # Verify driver: the log folded into a temporary table, compared with the view.
 

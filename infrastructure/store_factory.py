@@ -16,6 +16,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage, Image
 
 Progress = Callable[[int, int], None]
@@ -44,9 +45,6 @@ class StoreView(LiveView, Protocol):
 
     def catch_up(self) -> int:
         """Fold the events the view has not seen yet; return how many."""
-
-    def rebuild(self, progress: Progress | None = None) -> int:
-        """Refold the view from the log; return the number of events folded."""
 
 
 class StoreRecorder(Protocol):
@@ -93,8 +91,15 @@ class StoreFactory(Protocol):
     def current_view(self) -> StoreView:
         """The current view (name -> descriptor)."""
 
+    @property
+    def audit_index(self) -> AuditIndex:
+        """The audit index (every event by position, name, digest, time, actor)."""
+
     def checkpoint(self) -> tuple[int, bytes]:
         """The log's last position and its link in the hash chain."""
+
+    def rebuild(self, progress: Progress | None = None) -> int:
+        """Refold every view from the log; return the number of events folded."""
 
     def verify(self, checkpoint: tuple[int, bytes] | None) -> ChainWalk:
         """Walk the hash chain (proving `checkpoint` if given), then check that

@@ -1,14 +1,28 @@
-"""Audit entries: one per event, as history and audit queries return them."""
+"""The audit index: one row per event, what the audit queries select on.
+
+`audit_fold` is the only code that turns an event into its index row; the
+live driver (in the write transaction), `rebuild()` and `verify()` all call
+it. A row holds what the queries filter by (position, namespace, name, kind,
+digest, timestamp, actor) and the name's state after the event that a past
+view needs besides the event itself: since when its current life has lasted.
+The entries the queries return are read from the log, by position.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
+
+Kind = Literal["registered", "deleted"]
+KINDS: tuple[Kind, ...] = ("registered", "deleted")
 
 
 class AuditEntry(BaseModel):
@@ -20,7 +34,7 @@ class AuditEntry(BaseModel):
     namespace: str
     name: str
     version: int
-    kind: Literal["registered", "deleted"]
+    kind: Kind
     target: Descriptor | None
     labels: dict[str, str] | None
     timestamp: datetime
@@ -45,3 +59,128 @@ def audit_entry(position: int, event: ImageAggregate.Event) -> AuditEntry:
         actor=event.actor,
         reason=event.reason,
     )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def micros(moment: datetime) -> int:
+    """`moment` as integer microseconds since the epoch: exact, and it sorts."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    """The UTC datetime of `micros`."""
+    return _EPOCH + timedelta(microseconds=value)
+
+
+class AuditRow(NamedTuple):
+    """The audit index's row of the event at `position`.
+
+    Times are microseconds since the epoch (`micros`). `since` is when the
+    name's current life began: the timestamp of the registration that followed
+    its last delete (a delete keeps the life it ended).
+    """
+
+    position: int
+    namespace: str
+    name: str
+    version: int
+    kind: Kind
+    digest: str | None
+    timestamp: int
+    actor: str
+    since: int
+
+
+def audit_fold(
+    previous: AuditRow | None, position: int, event: ImageAggregate.Event
+) -> AuditRow:
+    """The row of `event` at `position`, given the name's previous row."""
+    timestamp = micros(event.timestamp)
+    if isinstance(event, ImageAggregate.Registered):
+        kind: Kind = "registered"
+        digest: str | None = event.target.digest
+        since = (
+            previous.since
+            if previous is not None and previous.kind == "registered"
+            else timestamp
+        )
+    elif isinstance(event, ImageAggregate.Deleted):
+        if previous is None:
+            raise ValueError(
+                f"{event.namespace}/{event.name} v{event.originator_version}: "
+                "deleted before it was registered"
+            )
+        kind, digest, since = "deleted", None, previous.since
+    else:
+        raise TypeError(f"not an image event: {type(event).__name__}")
+    return AuditRow(
+        position,
+        event.namespace,
+        event.name,
+        event.originator_version,
+        kind,
+        digest,
+        timestamp,
+        event.actor,
+        since,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A point in the log's past: a position, or a moment (both inclusive)."""
+
+    position: int | None = None
+    moment: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    """Which events `AuditIndex.entries` selects; None means no condition."""
+
+    since: Bound = field(default_factory=Bound)
+    until: Bound = field(default_factory=Bound)
+    after: int | None = None
+    actor: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    digest: str | None = None
+    kind: Kind | None = None
+    limit: int | None = None
+
+
+class Found(NamedTuple):
+    """An index row with the event it indexes, as the log stores it."""
+
+    row: AuditRow
+    event: ImageAggregate.Event
+
+
+class AuditIndex(ABC):
+    """Where the audit index is kept: the read side the audit queries use."""
+
+    @abstractmethod
+    def entries(self, query: LogQuery) -> Iterator[Found]:
+        """Events matching `query`, by position, streamed."""
+
+    @abstractmethod
+    def last_events(
+        self, namespace: str, until: Bound, name: str | None = None
+    ) -> Iterator[Found]:
+        """Each name's last event at or before `until` (the state it left
+        there), sorted by name; only `name`'s when given."""
+
+    @abstractmethod
+    def carrying(self, digest: str, namespace: str | None) -> list[AuditRow]:
+        """The rows of every registration at `digest`, by position."""
+
+    @abstractmethod
+    def next_row(self, namespace: str, name: str, after: int) -> AuditRow | None:
+        """The name's first row after position `after`."""
+
+    @abstractmethod
+    def namespaces(self) -> list[str]:
+        """Every namespace the log has an event in, sorted."""

@@ -14,6 +14,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -235,3 +236,41 @@ def postgres_log_rows(url: str) -> list[tuple[Any, ...]]:
             f"FROM {schema}.stored_events ORDER BY notification_id"
         ).fetchall()
     return [(r[0], r[1].hex, r[2], r[3], bytes(r[4])) for r in rows]
+
+
+# The console script, for the command-line tests of every module.
+
+SCRIPT = Path(sys.executable).with_name("imageledger")
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run(tmp_path: Path, location: str) -> Run:
+    """Run the console script in tmp_path on the test's store (an SQLite file or a
+    PostgreSQL URL: every test that runs it runs on both); no IMAGELEDGER_* leaks in."""
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELEDGER_")}
+
+    def run_script(
+        *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), "--db", location, *args],
+            input=stdin,
+            env={**base_env, **(env or {})},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    return run_script
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    return result.stdout
+
+
+def when(moment: Any) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,17 +8,13 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import INDEX, MANIFEST, descriptor, digest
+from conftest import INDEX, MANIFEST, SCRIPT, Run, descriptor, digest, ok, when
 from imageledger import ImageStore
-
-SCRIPT = Path(sys.executable).with_name("imageledger")
-Run = Callable[..., subprocess.CompletedProcess[str]]
 
 RICH = {
     "mediaType": INDEX,
@@ -36,29 +32,6 @@ RICH = {
 }
 
 
-@pytest.fixture
-def run(tmp_path: Path, location: str) -> Run:
-    """Run the console script in tmp_path on the test's store (an SQLite file or a
-    PostgreSQL URL: every test that runs it runs on both); no IMAGELEDGER_* leaks in."""
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELEDGER_")}
-
-    def run_script(
-        *args: str, stdin: str | None = None, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SCRIPT), "--db", location, *args],
-            input=stdin,
-            env={**base_env, **(env or {})},
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    return run_script
-
-
 def register_args(name: str, n: int, *extra: str) -> list[str]:
     target = descriptor(n)
     return [
@@ -72,15 +45,6 @@ def register_args(name: str, n: int, *extra: str) -> list[str]:
         str(target["size"]),
         *extra,
     ]
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert (result.returncode, result.stderr) == (0, ""), result.stderr
-    return result.stdout
-
-
-def when(moment: Any) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_the_console_script_is_installed_beside_the_interpreter() -> None:

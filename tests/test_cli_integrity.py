@@ -60,7 +60,7 @@ def test_verify_of_an_untouched_store_says_ok_and_proves_its_checkpoint(
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == (
         f"ok: 7 events, head {point}; checkpoint {point} holds; "
-        "current_view matches the log\n"
+        "current_view and audit_index match the log\n"
     )
     report = json.loads(run(filled, "--json", "verify").stdout)
     assert report == {
@@ -68,7 +68,7 @@ def test_verify_of_an_untouched_store_says_ok_and_proves_its_checkpoint(
         "position": 7,
         "head": point.split(":", 1)[1],
         "checkpoint": None,
-        "views": ["current_view"],
+        "views": ["current_view", "audit_index"],
     }
 
 

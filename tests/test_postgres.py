@@ -56,6 +56,7 @@ def test_a_new_schema_becomes_a_marked_store(postgres_url: str) -> None:
     with ImageStore.open(postgres_url) as store:
         store.register("app:1", descriptor(1))
     assert tables(postgres_url) == [
+        "audit_index",
         "event_chain",
         MARKER_TABLE,
         "images",
@@ -67,6 +68,7 @@ def test_a_new_schema_becomes_a_marked_store(postgres_url: str) -> None:
     ]
     assert sql(postgres_url, "SELECT * FROM tracking ORDER BY 1") == [
         ("__migration__", 1),
+        ("audit_index", 1),
         ("current_view", 1),
     ]
 
@@ -91,6 +93,7 @@ def test_without_a_schema_the_store_is_the_databases_public_schema(
     with ImageStore.open(fresh_database.replace("postgresql://", "postgres://")) as s:
         assert s.get("app:1").target.digest == digest(1)
     assert tables(with_schema(fresh_database, "public")) == [
+        "audit_index",
         "event_chain",
         MARKER_TABLE,
         "images",
@@ -322,3 +325,22 @@ def test_a_store_made_before_the_hash_chain_is_refused_untouched(
     assert "create it again" in str(caught.value)
     assert "event_chain" not in tables(postgres_url)
     assert len(sql(postgres_url, "SELECT * FROM stored_events")) == 1
+
+
+def test_a_schema_1_store_is_upgraded_by_indexing_its_log(postgres_url: str) -> None:
+    with ImageStore.open(postgres_url) as store:
+        store.register("a", descriptor(1), actor="alice")
+        store.delete("a", actor="bob")
+        entries = list(store.log())
+    sql(postgres_url, "DROP TABLE audit_index")
+    sql(postgres_url, "DELETE FROM tracking WHERE application_name='audit_index'")
+    sql(postgres_url, f"UPDATE {MARKER_TABLE} SET schema_version=1")
+    with ImageStore.open(postgres_url) as store:
+        assert list(store.log()) == entries
+        store.register("b", descriptor(2), actor="carol")
+        assert [e.actor for e in store.log()] == ["alice", "bob", "carol"]
+        assert store.verify().views == ("current_view", "audit_index")
+    assert sql(postgres_url, f"SELECT schema_version FROM {MARKER_TABLE}") == [
+        (SCHEMA_VERSION,)
+    ]
+    assert sql(postgres_url, "SELECT COUNT(*) FROM audit_index") == [(3,)]

@@ -74,7 +74,7 @@ def test_the_readmes_command_line_tour_is_what_a_real_run_prints(
 ) -> None:
     tour = next(b for b in _code_blocks() if b.startswith("$ imageledger get"))
     steps = re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", tour, flags=re.MULTILINE)
-    assert len(steps) == 17
+    assert len(steps) == 21
     _run_first_command(tmp_path)
     last_code = 0
     for command, shown in steps:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import descriptor
+from conftest import descriptor, digest
 from imageledger import ImageStore
 from imageledger.errors import IntegrityError, InvalidArgument, StoreError
 from imageledger.infrastructure.hash_chain import canonical_bytes, link
@@ -238,14 +238,22 @@ def test_a_bad_location_is_refused(
     assert list(tmp_path.iterdir()) == []
 
 
-def _downgrade_to_schema_1(path: Path) -> None:
-    """Make the file what imageledger wrote before the hash chain: no links, v1."""
+def _downgrade(path: Path, version: int) -> None:
+    """Make the file what imageledger wrote at schema `version`: 1 had no hash
+    chain, 2 no audit index."""
     connection = sqlite3.connect(path)
     with connection:
-        connection.execute("DROP TABLE event_chain")
-        connection.execute("PRAGMA user_version=1")
+        connection.execute("DROP TABLE audit_index")
+        connection.execute("DELETE FROM tracking WHERE application_name='audit_index'")
+        if version < 2:
+            connection.execute("DROP TABLE event_chain")
+        connection.execute(f"PRAGMA user_version={version}")
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
+
+
+def _downgrade_to_schema_1(path: Path) -> None:
+    _downgrade(path, 1)
 
 
 def test_a_schema_1_store_is_upgraded_by_linking_its_events(db_path: Path) -> None:
@@ -264,6 +272,26 @@ def test_a_schema_1_store_is_upgraded_by_linking_its_events(db_path: Path) -> No
     connection = sqlite3.connect(db_path)
     assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert connection.execute("SELECT COUNT(*) FROM event_chain").fetchone()[0] == 4
+    connection.close()
+
+
+def test_a_schema_2_store_is_upgraded_by_indexing_its_log(db_path: Path) -> None:
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1), actor="alice")
+        store.register("b", descriptor(2), actor="bob")
+        store.delete("a", actor="carol")
+        entries = list(store.log())
+        checkpoint = store.checkpoint()
+    _downgrade(db_path, 2)
+    with ImageStore.open(db_path) as store:
+        assert list(store.log()) == entries
+        assert [i.name for i in store.where(digest(1))] == ["a"]
+        store.register("c", descriptor(3), actor="dave")
+        assert [e.actor for e in store.log()] == ["alice", "bob", "carol", "dave"]
+        assert store.verify(checkpoint).views == ("current_view", "audit_index")
+    connection = sqlite3.connect(db_path)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert connection.execute("SELECT COUNT(*) FROM audit_index").fetchone()[0] == 4
     connection.close()
 
 

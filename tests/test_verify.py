@@ -99,7 +99,7 @@ def test_an_untouched_store_verifies_to_its_checkpoint(
         built.head,
     )
     assert report.checkpoint is None
-    assert report.views == ("current_view",)
+    assert report.views == ("current_view", "audit_index")
     assert again.checkpoint == built
     assert built.position == EVENTS
     assert built.head.startswith("sha256:")
@@ -335,12 +335,49 @@ def test_a_rewrite_with_recomputed_links_is_caught_by_the_checkpoint(
         ),
     )
     _rechain(location, log_rows)
+    _sql(location, ("UPDATE audit_index SET actor='eve' WHERE position=3", ()))
     with ImageStore.open(location) as store:
-        report = store.verify()  # the actor is not in the view: only the chain knows
+        report = store.verify()  # views rewritten too: only the chain knows
     assert report.head != built.head
     failure = _failure(location, built)
     assert (failure.position, failure.problem) == (8, "history rewritten")
     assert built.head in str(failure)
+
+
+def test_a_rewrite_with_recomputed_links_but_an_old_audit_index_is_found(
+    location: str, built: Checkpoint, log_rows: Rows
+) -> None:
+    state = _state(location, 3)
+    _sql(
+        location,
+        (
+            "UPDATE stored_events SET state=? WHERE rowid=3",
+            (state.replace(b'"bob"', b'"eve"'),),
+        ),
+    )
+    _rechain(location, log_rows)
+    failure = _failure(location)
+    assert (failure.position, failure.problem) == (3, "view differs from the fold")
+    assert "actor is 'bob' in the audit index, 'eve' in the log" in str(failure)
+
+
+def test_an_audit_index_row_without_an_event_is_found(
+    location: str, built: Checkpoint
+) -> None:
+    _sql(
+        location,
+        (
+            "INSERT INTO audit_index SELECT 100, namespace, name, version, kind, "
+            "digest, timestamp, actor, since FROM audit_index WHERE position=8",
+            (),
+        ),
+    )
+    failure = _failure(location)
+    assert (failure.position, failure.problem) == (100, "view differs from the fold")
+    assert (
+        "the audit index has a row at position 100, but the log has no event there"
+        in str(failure)
+    )
 
 
 def test_a_view_row_only_the_view_has_is_found(
@@ -377,8 +414,9 @@ def test_a_view_row_that_differs_from_the_fold_is_found(
     assert "image 'db:1' in namespace 'default': digest is" in str(failure)
 
 
+@pytest.mark.parametrize("view", ["current_view", "audit_index"])
 def test_a_view_tracking_position_that_differs_from_the_head_is_found(
-    location: str, built: Checkpoint
+    location: str, built: Checkpoint, view: str
 ) -> None:
     # Opening would catch the view up, so tamper while the store is open.
     with ImageStore.open(location) as store:
@@ -387,7 +425,7 @@ def test_a_view_tracking_position_that_differs_from_the_head_is_found(
             location,
             (
                 "UPDATE tracking SET notification_id=3 WHERE application_name=?",
-                ("current_view",),
+                (view,),
             ),
         )
         with pytest.raises(IntegrityError) as caught:

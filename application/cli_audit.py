@@ -1,0 +1,274 @@
+"""The audit and time-travel commands: log, as-of, where, diff.
+
+Like every command they work in the `-n` namespace; `--all-namespaces` (`-A`)
+widens log, where and diff to every namespace, adding a NAMESPACE column.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from imageledger.cli_context import (
+    WHEN,
+    Settings,
+    echo_lines,
+    pass_settings,
+)
+from imageledger.cli_render import (
+    GET_COLUMNS,
+    HISTORY_COLUMNS,
+    LIST_COLUMNS,
+    document,
+    entry_json,
+    history_row,
+    image_json,
+    image_row,
+    json_line,
+    moment,
+    precise_moment,
+    table,
+)
+
+if TYPE_CHECKING:
+    from imageledger.projections.audit import AuditEntry
+    from imageledger.projections.current_view import Image
+    from imageledger.time_travel import Interval
+
+_OPERATORS = ("==", "!=", "~=")
+
+all_namespaces = click.option(
+    "-A",
+    "--all-namespaces",
+    "every",
+    is_flag=True,
+    help="Every namespace, not only the -n one.",
+)
+
+
+@click.command()
+@click.option("--since", type=WHEN, help="From this point on (inclusive).")
+@click.option("--until", type=WHEN, help="Up to this point (inclusive).")
+@click.option(
+    "--after", type=click.IntRange(min=0), metavar="POS", help="After this position."
+)
+@click.option("--actor", help="Only changes made by ACTOR.")
+@click.option("--name", help="Only changes to NAME.")
+@click.option("--digest", help="Only registrations at DIGEST.")
+@click.option(
+    "--kind", type=click.Choice(["registered", "deleted"]), help="Only this kind."
+)
+@click.option(
+    "--limit", type=click.IntRange(min=0), metavar="N", help="At most N events."
+)
+@all_namespaces
+@pass_settings
+def log(
+    settings: Settings,
+    since: int | datetime | None,
+    until: int | datetime | None,
+    after: int | None,
+    actor: str | None,
+    name: str | None,
+    digest: str | None,
+    kind: str | None,
+    limit: int | None,
+    every: bool,
+) -> None:
+    """Show the changes of the whole log, oldest first, narrowed by the options.
+
+    WHEN is a log position (an integer) or an RFC 3339 timestamp or date
+    (a date means midnight UTC at its start; no offset means UTC).
+
+    \b
+    Examples:
+      imageledger log --actor ci --since 2026-11-20
+      imageledger log --digest sha256:9c1e...  # every registration at it
+      imageledger -A log --kind deleted --limit 10
+      imageledger --json log --after 1200   # what happened since position 1200
+    """
+    with settings.store() as store:
+        entries = store.log(
+            since=since,
+            until=until,
+            after=after,
+            actor=actor,
+            name=name,
+            digest=digest,
+            kind=kind,
+            namespace=None if every else settings.namespace,
+            limit=limit,
+        )
+        if settings.json:
+            echo_lines(json_line(entry_json(entry)) for entry in entries)
+            return
+        columns: tuple[str, ...] = ("POSITION", "NAME", *HISTORY_COLUMNS[1:])
+        if every:
+            columns = ("NAMESPACE", *columns)
+        echo_lines(table(columns, (_log_row(entry, every) for entry in entries)))
+
+
+def _log_row(entry: AuditEntry, every: bool) -> list[str]:
+    position, *rest = history_row(entry)
+    row = [position, entry.name, *rest]
+    return [entry.namespace, *row] if every else row
+
+
+@click.command(name="as-of")
+@click.argument("when", type=WHEN)
+@click.argument("arguments", nargs=-1, metavar="[NAME | FILTER...]")
+@pass_settings
+def as_of(settings: Settings, when: int | datetime, arguments: tuple[str, ...]) -> None:
+    """Show the images as they were at WHEN: one NAME as `get` shows it, or the
+    images matching the FILTERs (all of them without) as `list` shows them.
+
+    WHEN is a log position (an integer; 0 is the empty store) or an RFC 3339
+    timestamp or date (a date means midnight UTC at its start). The state is
+    the one right after every event at or before WHEN. An argument with an
+    operator (==, !=, ~=) is a filter, else a NAME.
+
+    \b
+    Examples:
+      imageledger as-of 2026-11-27T09:00:00Z
+      imageledger as-of 2026-11-27T09:00:00Z app:prod
+      imageledger as-of 1200 'labels.team==payments'
+    """
+    name, filters = _name_or_filters(arguments)
+    with settings.store() as store:
+        past = store.as_of(when)
+        if name is not None:
+            image = past.get(name, namespace=settings.namespace)
+            if settings.json:
+                click.echo(document(image_json(image)))
+            else:
+                echo_lines(table(GET_COLUMNS, [image_row(image, detailed=True)]))
+            return
+        images = past.list(*filters, namespace=settings.namespace)
+        if settings.json:
+            echo_lines(json_line(image_json(image)) for image in images)
+        else:
+            echo_lines(table(LIST_COLUMNS, (image_row(image) for image in images)))
+
+
+def _name_or_filters(arguments: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    if not arguments or any(op in arguments[0] for op in _OPERATORS):
+        return None, arguments
+    if len(arguments) > 1:
+        raise click.UsageError("give one NAME, or FILTERs, not both")
+    return arguments[0], ()
+
+
+@click.command()
+@click.argument("digest")
+@all_namespaces
+@pass_settings
+def where(settings: Settings, digest: str, every: bool) -> None:
+    """Show every name that points at DIGEST now or did before, and when.
+
+    One row per interval: SINCE is when the name began to point at DIGEST,
+    UNTIL when it stopped (a retag or a delete; `-` while it still does), and
+    POSITIONS the log positions of those two events.
+
+    \b
+    Examples:
+      imageledger where sha256:9c1e2d3f...   # is this (compromised) digest in use?
+      imageledger -A --json where sha256:9c1e2d3f... | jq -r .name
+    """
+    with settings.store() as store:
+        intervals = store.where(digest, namespace=None if every else settings.namespace)
+    if settings.json:
+        echo_lines(json_line(_interval_json(interval)) for interval in intervals)
+        return
+    columns: tuple[str, ...] = ("NAME", "SINCE", "UNTIL", "POSITIONS")
+    rows = [_interval_row(interval) for interval in intervals]
+    if every:
+        columns = ("NAMESPACE", *columns)
+        rows = [[i.namespace, *row] for i, row in zip(intervals, rows, strict=True)]
+    echo_lines(table(columns, rows))
+
+
+def _interval_row(interval: Interval) -> list[str]:
+    until = "-" if interval.until is None else moment(interval.until)
+    end = "" if interval.until_position is None else str(interval.until_position)
+    return [
+        interval.name,
+        moment(interval.since),
+        until,
+        f"{interval.since_position}..{end}",
+    ]
+
+
+def _interval_json(interval: Interval) -> dict[str, Any]:
+    return {
+        "namespace": interval.namespace,
+        "name": interval.name,
+        "since": precise_moment(interval.since),
+        "until": None if interval.until is None else precise_moment(interval.until),
+        "sincePosition": interval.since_position,
+        "untilPosition": interval.until_position,
+    }
+
+
+@click.command()
+@click.argument("a", metavar="WHEN", type=WHEN)
+@click.argument("b", metavar="WHEN", type=WHEN)
+@all_namespaces
+@pass_settings
+def diff(settings: Settings, a: int | datetime, b: int | datetime, every: bool) -> None:
+    """Show the names added, removed and retargeted between two points of the log.
+
+    A change of labels only is not shown. Exits 0 whether or not anything
+    changed.
+
+    \b
+    Examples:
+      imageledger diff 2026-11-27 2026-11-28
+      imageledger --json diff 1200 1300 | jq -r 'select(.change=="retargeted") | .name'
+    """
+    with settings.store() as store:
+        changes = store.diff(a, b, namespace=None if every else settings.namespace)
+    rows: list[tuple[str, Image | None, Image | None]] = [
+        *(("added", None, image) for image in changes.added),
+        *(("removed", image, None) for image in changes.removed),
+        *(("retargeted", before, after) for before, after in changes.retargeted),
+    ]
+    rows.sort(key=lambda row: (_named(row).namespace, _named(row).name))
+    if settings.json:
+        echo_lines(
+            json_line(
+                {
+                    "change": change,
+                    "namespace": _named(row).namespace,
+                    "name": _named(row).name,
+                    "before": None if before is None else image_json(before),
+                    "after": None if after is None else image_json(after),
+                }
+            )
+            for row in rows
+            for change, before, after in [row]
+        )
+        return
+    columns: tuple[str, ...] = ("CHANGE", "NAME", "BEFORE", "AFTER")
+    if every:
+        columns = ("NAMESPACE", *columns)
+    echo_lines(table(columns, (_diff_row(row, every) for row in rows)))
+
+
+def _named(row: tuple[str, Image | None, Image | None]) -> Image:
+    image = row[1] or row[2]
+    assert image is not None  # every change has an image before or after it
+    return image
+
+
+def _diff_row(row: tuple[str, Image | None, Image | None], every: bool) -> list[str]:
+    change, before, after = row
+    image = _named(row)
+    line = [
+        change,
+        image.name,
+        "-" if before is None else before.target.digest,
+        "-" if after is None else after.target.digest,
+    ]
+    return [image.namespace, *line] if every else line
