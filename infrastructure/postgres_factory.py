@@ -15,6 +15,7 @@ from imageledger.infrastructure.postgres_datastore import (
     connect,
     parse_url,
 )
+from imageledger.infrastructure.postgres_indexes import ensure_index
 from imageledger.infrastructure.postgres_recorder import LedgerPostgresRecorder
 from imageledger.infrastructure.postgres_schema import (
     DatabaseState,
@@ -53,6 +54,7 @@ class LedgerPostgresFactory(PostgresFactory):
             self.datastore.register_type_adapters()
             if state is DatabaseState.STORE:
                 self.current_view.catch_up()
+                ensure_index(self.datastore)
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
             raise
