@@ -1,8 +1,8 @@
 """containerd's filter language: parse filter strings, match them against fields.
 
 A port of containerd's `pkg/filters` (parser.go, scanner.go, quote.go and
-filter.go as of containerd v2.1), corner for corner, so that a filter means
-here what it means to `ctr images ls`:
+filter.go of containerd 2.x: main after v2.4.0-beta.0, commit 301026e), corner
+for corner, so that a filter means here what it means to `ctr images ls`:
 
     selectors := selector ("," selector)*        all must match
     selector  := fieldpath [operator value]      no operator: the field is present
@@ -30,11 +30,22 @@ from __future__ import annotations
 
 import enum
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from imageledger.domain.errors import InvalidArgument, shown
+from imageledger.domain.filter_scanner import (
+    COMMA,
+    DOT,
+    EOF,
+    FIELD,
+    ILLEGAL,
+    OPERATOR,
+    QUOTED,
+    VALUE,
+    Scanner,
+    unquote,
+)
 
 Lookup = Callable[[tuple[str, ...]], str | None]
 """A field's value by its path, or None when the object has no such field."""
@@ -131,7 +142,7 @@ _OPERATORS = {op.value: op for op in Operator if op is not Operator.PRESENT}
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
-        self.scanner = _Scanner(text)
+        self.scanner = Scanner(text)
 
     def parse(self) -> tuple[Selector, ...]:
         if self.text == "":  # containerd's special case: matches everything
@@ -139,10 +150,10 @@ class _Parser:
         selectors = [self.selector()]
         while True:
             ahead = self.scanner.peek()
-            if ahead == _COMMA:
+            if ahead == COMMA:
                 self.scanner.scan()
                 selectors.append(self.selector())
-            elif ahead == _EOF:
+            elif ahead == EOF:
                 return tuple(selectors)
             else:
                 where = self.scanner.ppos
@@ -150,7 +161,7 @@ class _Parser:
 
     def selector(self) -> Selector:
         path = self.fieldpath()
-        if self.scanner.peek() in (_COMMA, _EOF):
+        if self.scanner.peek() in (COMMA, EOF):
             return Selector(path, Operator.PRESENT)
         operator = self.operator()
         position, value = self.value(alternative_quotes=operator is Operator.MATCHES)
@@ -160,38 +171,38 @@ class _Parser:
 
     def fieldpath(self) -> tuple[str, ...]:
         fields = [self.field()]
-        while self.scanner.peek() == _DOT:
+        while self.scanner.peek() == DOT:
             self.scanner.scan()
             fields.append(self.field())
         return tuple(fields)
 
     def field(self) -> str:
         position, token, text = self.scanner.scan()
-        if token == _FIELD:
+        if token == FIELD:
             return text
-        if token == _QUOTED:
+        if token == QUOTED:
             return self.unquote(position, text, alternative_quotes=False)
-        if token == _ILLEGAL:
+        if token == ILLEGAL:
             raise self.error(position, self.scanner.err)
         raise self.error(position, "expected a field name or a quoted field")
 
     def operator(self) -> Operator:
         position, token, text = self.scanner.scan()
-        if token == _OPERATOR:
+        if token == OPERATOR:
             if text in _OPERATORS:
                 return _OPERATORS[text]
             raise self.error(position, f"unknown operator {text!r} (use ==, != or ~=)")
-        if token == _ILLEGAL:
+        if token == ILLEGAL:
             raise self.error(position, self.scanner.err)
         raise self.error(position, "expected an operator (==, != or ~=)")
 
     def value(self, *, alternative_quotes: bool) -> tuple[int, str]:
         position, token, text = self.scanner.scan()
-        if token in (_VALUE, _FIELD):
+        if token in (VALUE, FIELD):
             return position, text
-        if token == _QUOTED:
+        if token == QUOTED:
             return position, self.unquote(position, text, alternative_quotes)
-        if token == _ILLEGAL:
+        if token == ILLEGAL:
             raise self.error(position, self.scanner.err)
         raise self.error(position, "expected a value")
 
@@ -199,7 +210,7 @@ class _Parser:
         if not alternative_quotes and text[0] != '"':
             raise self.error(position, f"{text[0]}...{text[0]} quotes only a ~= value")
         try:
-            return _unquote(text)
+            return unquote(text)
         except ValueError:
             raise self.error(position, "bad quoted text (quote syntax error)") from None
 
@@ -230,206 +241,3 @@ def _marked(text: str, position: int, context: int = 30) -> str:
 
 def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-# The scanner (containerd's scanner.go), over characters instead of bytes.
-# Like Go's, it hands out runes as integers and tokens as negative ones.
-
-_EOF, _QUOTED, _VALUE, _FIELD, _SEPARATOR, _OPERATOR, _ILLEGAL = range(-1, -8, -1)
-_COMMA, _DOT, _NEWLINE, _BACKSLASH = map(ord, ",.\n\\")
-_SIMPLE_ESCAPES = frozenset(map(ord, "abfnrtv\\"))
-# Go's unicode.IsSpace (Python's str.isspace also takes 0x1C-0x1F).
-_GO_SPACES = frozenset(
-    [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028]
-) | {0x2029, 0x202F, 0x205F, 0x3000}
-
-
-class _Scanner:
-    def __init__(self, text: str) -> None:
-        self.input = text
-        self.pos = 0  # where the current rune starts
-        self.ppos = 0  # where the next one starts
-        self.value = False  # the next token is a value (after an operator)
-        self.err = ""  # the first error met, as containerd keeps it
-
-    def next(self) -> int:
-        if self.pos >= len(self.input):
-            return _EOF
-        self.pos = self.ppos
-        if self.ppos >= len(self.input):
-            return _EOF
-        rune = ord(self.input[self.ppos])
-        self.ppos += 1
-        if rune == 0xFFFD or 0xD800 <= rune <= 0xDFFF:  # Go's utf8.RuneError
-            self.error("not valid UTF-8")
-            return _ILLEGAL
-        if rune == 0:
-            self.error("unexpected NUL character")
-            return _ILLEGAL
-        return rune
-
-    def peek(self) -> int:
-        pos, ppos = self.pos, self.ppos
-        rune = self.next()
-        self.pos, self.ppos = pos, ppos
-        return rune
-
-    def scan(self) -> tuple[int, int, str]:
-        rune = self.next()
-        pos = self.pos
-        while rune not in (_EOF, _ILLEGAL):
-            if rune in _QUOTES:
-                ok = self.scan_quoted(rune)
-                return pos, _QUOTED if ok else _ILLEGAL, self.input[pos : self.ppos]
-            if rune in (_COMMA, _DOT):
-                self.value = False
-                return pos, _SEPARATOR, self.input[pos : self.ppos]
-            if rune in _OPERATOR_RUNES:
-                self.scan_while(_OPERATOR_RUNES.__contains__)
-                self.value = True
-                return pos, _OPERATOR, self.input[pos : self.ppos]
-            if rune in _GO_SPACES:
-                rune = self.next()
-                pos = self.pos
-                continue
-            if self.value:
-                self.scan_while(_is_value_rune)
-                self.value = False
-                return pos, _VALUE, self.input[pos : self.ppos]
-            if _is_field_rune(rune):
-                self.scan_while(_is_field_rune)
-                return pos, _FIELD, self.input[pos : self.ppos]
-            break
-        return self.pos, rune, ""
-
-    def scan_while(self, accept: Callable[[int], bool]) -> None:
-        while accept(self.peek()):
-            self.next()
-
-    def scan_quoted(self, quote: int) -> bool:
-        legal = True
-        rune = self.next()
-        while rune != quote:
-            if rune == _NEWLINE or rune < 0:
-                self.error("quoted text not terminated")
-                return False
-            if rune == _BACKSLASH:
-                rune, ok = self.scan_escape(quote)
-                legal = legal and ok
-            else:
-                rune = self.next()
-        return legal
-
-    def scan_escape(self, quote: int) -> tuple[int, bool]:
-        rune = self.next()
-        if rune in _SIMPLE_ESCAPES or rune == quote:
-            return self.next(), True
-        if ord("0") <= rune <= ord("7"):
-            return self.scan_digits(rune, 8, 3)
-        digits = {ord("x"): 2, ord("u"): 4, ord("U"): 8}.get(rune)
-        if digits is not None:
-            return self.scan_digits(self.next(), 16, digits)
-        self.error("illegal escape sequence")
-        return rune, False
-
-    def scan_digits(self, rune: int, base: int, count: int) -> tuple[int, bool]:
-        while count > 0 and _digit_value(rune) < base:
-            rune = self.next()
-            count -= 1
-        if count > 0:
-            self.error("illegal numeric escape sequence")
-            return rune, False
-        return rune, True
-
-    def error(self, message: str) -> None:
-        if not self.err:
-            self.err = message
-
-
-_QUOTES = frozenset(map(ord, '/|"'))
-_OPERATOR_RUNES = frozenset(map(ord, "=!~"))
-
-
-def _digit_value(rune: int) -> int:
-    if rune < 0:
-        return 16
-    return int(chr(rune), 16) if chr(rune) in "0123456789abcdefABCDEF" else 16
-
-
-def _is_field_rune(rune: int) -> bool:
-    return rune >= 0 and chr(rune) in _FIELD_CHARACTERS
-
-
-_FIELD_CHARACTERS = frozenset(
-    "_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-)
-
-
-def _is_value_rune(rune: int) -> bool:
-    # Go: not a comma or a space, and a letter, mark, number, punctuation or
-    # symbol (unicode.IsGraphic without its spaces).
-    if rune < 0 or rune == _COMMA or rune in _GO_SPACES:
-        return False
-    return unicodedata.category(chr(rune))[0] in "LMNPS"
-
-
-# Unquoting (containerd's quote.go: Go's strconv.Unquote, taught / and |).
-
-_ESCAPED = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92}
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def _unquote(text: str) -> str:
-    """The text a quoted literal stands for; ValueError when it is not one.
-
-    Escapes make bytes, as in Go: `\\xff` alone is not UTF-8 and comes back as a
-    lone surrogate (surrogateescape), equal to no text that is.
-    """
-    if len(text) < 2:
-        raise ValueError(text)
-    quote, body = text[0], text[1:-1]
-    if text[-1] != quote or quote not in "\"'|/" or "\n" in body:
-        raise ValueError(text)
-    if "\\" not in body and quote not in body:
-        return body
-    out = bytearray()
-    i = 0
-    while i < len(body):
-        c = body[i]
-        if c == quote:
-            raise ValueError(text)
-        if c != "\\":
-            out += c.encode("utf-8", "surrogateescape")
-            i += 1
-            continue
-        if i + 1 >= len(body):
-            raise ValueError(text)
-        escape, i = body[i + 1], i + 2
-        if escape in _ESCAPED:
-            out.append(_ESCAPED[escape])
-        elif escape in "xuU":
-            count = {"x": 2, "u": 4, "U": 8}[escape]
-            digits, i = body[i : i + count], i + count
-            if len(digits) < count or not set(digits) <= _HEX:
-                raise ValueError(text)
-            code = int(digits, 16)
-            if escape == "x":
-                out.append(code)
-            elif code > 0x10FFFF:
-                raise ValueError(text)
-            else:  # Go encodes a surrogate as U+FFFD
-                rune = "\ufffd" if 0xD800 <= code <= 0xDFFF else chr(code)
-                out += rune.encode()
-        elif "0" <= escape <= "7":
-            digits, i = body[i : i + 2], i + 2
-            if len(digits) < 2 or not set(digits) <= set("01234567"):
-                raise ValueError(text)
-            code = int(escape + digits, 8)
-            if code > 255:
-                raise ValueError(text)
-            out.append(code)
-        elif escape in "'\"|/" and escape == quote:
-            out += escape.encode()
-        else:
-            raise ValueError(text)
-    return out.decode("utf-8", "surrogateescape")
