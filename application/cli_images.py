@@ -142,12 +142,32 @@ def get(settings: Settings, name: str) -> None:
 def list_images(settings: Settings, filters: tuple[str, ...], quiet: bool) -> None:
     """List the images of the namespace, sorted by name.
 
+    FILTERs are containerd's (as in `ctr images ls`): an image is listed when
+    it matches any FILTER, and matches a FILTER when it matches every one of
+    its comma-separated selectors, FIELD, FIELD==VALUE, FIELD!=VALUE or
+    FIELD~=REGEX. FIELD is name, target.digest, target.mediatype,
+    labels.KEY or annotations.KEY (the target's annotations); FIELD alone
+    means it is present, != also holds when it is absent, ~= searches
+    anywhere in it (Python regular expressions). Quote a field part or a
+    value with "..." (backslash escapes as in Go), a REGEX also with /.../
+    or |...| (needed for a REGEX with commas or spaces; inside quotes a
+    backslash is doubled: \\\\. for \\.). Keys with dots
+    need no quotes: labels.com.example.team.
+
     \b
     Examples:
       imageledger list
       imageledger -n prod ls -q
       imageledger --json list > images.jsonl
+      imageledger list name==app:prod name==app:stage
+      imageledger list 'labels.team==web,target.mediatype~=index'
+      imageledger list 'annotations."org.opencontainers.image.ref.name"'
+      imageledger ls -q 'name~=^registry\\.example/' labels.team!=web
+      imageledger ls -q 'name~=/^app:1\\\\.[0-9]{1,2}$/'
     """
+    from imageledger.domain.filters import parse
+
+    parse(*filters)  # a malformed filter is refused before the store is opened
     with settings.store() as store:
         images = store.list(*filters, namespace=settings.namespace)
         if quiet:

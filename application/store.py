@@ -40,6 +40,7 @@ from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.opening import open_factory
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
+from imageledger.projections.image_filter import image_query
 from imageledger.storage_errors import (
     describe,
     storage_errors,
@@ -228,11 +229,16 @@ class ImageStore:
     def list(
         self, *filters: str, namespace: str = DEFAULT_NAMESPACE
     ) -> Iterator[Image]:
-        """The live images of `namespace`, sorted by name, streamed."""
+        """The live images of `namespace`, sorted by name, streamed.
+
+        `filters` are containerd's (`name==app:prod`, `labels.team`,
+        `target.digest~=^sha256:`, ...): an image is listed when it matches
+        any of them. A malformed filter raises InvalidArgument with its position.
+        """
         namespace = validate_namespace(namespace)
-        return stream_with_storage_errors(
-            self._filtered(self._log.current_view.list(namespace), filters)
-        )
+        query = image_query(filters)
+        images = self._log.current_view.list(namespace, query.keys)
+        return stream_with_storage_errors(query.select(images))
 
     def history(
         self, name: str, *, namespace: str = DEFAULT_NAMESPACE
@@ -378,11 +384,7 @@ class ImageStore:
 
     @staticmethod
     def _filtered(images: Iterable[Image], filters: tuple[str, ...]) -> Iterator[Image]:
-        if filters:
-            raise InvalidArgument(
-                "filters", "are not supported by this version; list without filters"
-            )
-        return iter(images)
+        return image_query(filters).select(images)
 
     def _write(
         self,

@@ -17,6 +17,7 @@ from imageledger.infrastructure.postgres_datastore import (
     connect,
     parse_url,
 )
+from imageledger.infrastructure.postgres_indexes import ensure_index
 from imageledger.infrastructure.postgres_recorder import LedgerPostgresRecorder
 from imageledger.infrastructure.postgres_schema import (
     DatabaseState,
@@ -62,6 +63,7 @@ class LedgerPostgresFactory(PostgresFactory):
             if state is not DatabaseState.NEW:
                 self.current_view.catch_up()
                 self.audit_index.catch_up()
+                ensure_index(self.datastore)
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
             raise

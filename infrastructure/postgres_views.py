@@ -26,6 +26,7 @@ from imageledger.infrastructure.live_views import Recorded, fold_in_batches
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_chain import CHECK_TABLE
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
+from imageledger.infrastructure.postgres_indexes import create_index_statement
 from imageledger.infrastructure.postgres_recorder import (
     EVENTS_TABLE,
     TRACKING_TABLE,
@@ -33,6 +34,7 @@ from imageledger.infrastructure.postgres_recorder import (
 )
 from imageledger.infrastructure.view_rows import READ_COLUMNS
 from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
+from imageledger.projections.image_filter import ListKeys
 
 VIEW_NAME = "current_view"
 TABLE = "images"
@@ -96,6 +98,10 @@ class PostgresCurrentView(CurrentView):
             f"SELECT {READ_COLUMNS} FROM {{table}} WHERE namespace=%s AND live "
             "ORDER BY name"
         )
+        self._list_keys = self._sql(  # by names or digests, through the indexes
+            f"SELECT {READ_COLUMNS} FROM {{table}} WHERE namespace=%s AND live "
+            "AND (name=ANY(%s::text[]) OR digest=ANY(%s::text[])) ORDER BY name"
+        )
         # The compare-and-set of the live driver: positions can have gaps, so the
         # view must be at the last position before this write, not first - 1.
         self._advance = self._sql(
@@ -120,6 +126,7 @@ class PostgresCurrentView(CurrentView):
         """What a new store runs to hold this view (with its tracking row)."""
         return [
             self._create_table(TABLE),
+            create_index_statement(self.datastore.schema, TABLE),
             self._sql("INSERT INTO {tracking} VALUES ('__migration__', 1)"),
             self._sql(f"INSERT INTO {{tracking}} VALUES ('{VIEW_NAME}', 0)"),
         ]
@@ -185,7 +192,7 @@ class PostgresCurrentView(CurrentView):
                 for row in c.fetchall()
             }
 
-    def list(self, namespace: str) -> Iterator[Image]:
+    def list(self, namespace: str, keys: ListKeys | None = None) -> Iterator[Image]:
         # A server-side cursor in one read transaction: a consistent snapshot,
         # fetched LIST_BATCH rows at a time; closing the iterator ends it.
         with (
@@ -194,7 +201,11 @@ class PostgresCurrentView(CurrentView):
             conn.cursor(name="imageledger_list") as cursor,
         ):
             cursor.itersize = LIST_BATCH
-            cursor.execute(self._list, (namespace,))
+            if keys is None:
+                cursor.execute(self._list, (namespace,))
+            else:
+                params = (namespace, [*keys.names], [*keys.digests])
+                cursor.execute(self._list_keys, params)
             for row in cursor:
                 yield _image(row)
 
@@ -266,6 +277,7 @@ class PostgresCurrentView(CurrentView):
                 Identifier(f"{TABLE}_pkey"),
             )
         )
+        c.execute(create_index_statement(self.datastore.schema, TABLE))
 
     # Verify driver: the log folded into a temporary table (see postgres_chain).
 

@@ -17,6 +17,7 @@ from imageledger.infrastructure.sqlite_datastore import (
     DEFAULT_LOCK_TIMEOUT,
     LedgerSQLiteDatastore,
 )
+from imageledger.infrastructure.sqlite_indexes import ensure_index
 from imageledger.infrastructure.sqlite_recorder import LedgerSQLiteRecorder
 from imageledger.infrastructure.sqlite_schema import (
     FileState,
@@ -58,6 +59,7 @@ class LedgerSQLiteFactory(SQLiteFactory):
                 self._upgrade()
             self.current_view.catch_up()
             self.audit_index.catch_up()
+            ensure_index(self.datastore, sqlite_uri(path))
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
             raise

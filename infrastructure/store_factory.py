@@ -18,6 +18,7 @@ from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage, Image
+from imageledger.projections.image_filter import ListKeys
 
 Progress = Callable[[int, int], None]
 """Called as progress(events folded so far, events in the log when it started)."""
@@ -29,8 +30,9 @@ class StoreView(LiveView, Protocol):
     def get(self, namespace: str, name: str) -> Image | None:
         """The live image, or None when the name is absent or deleted."""
 
-    def list(self, namespace: str) -> Iterator[Image]:
-        """Live images of `namespace`, sorted by name, streamed."""
+    def list(self, namespace: str, keys: ListKeys | None = None) -> Iterator[Image]:
+        """Live images of `namespace`, sorted by name, streamed; with `keys`,
+        only those with one of its names or digests."""
 
     def snapshot(
         self, namespace: str, name: str, stream: UUID

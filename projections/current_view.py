@@ -10,12 +10,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.trusted import rebuild
+
+if TYPE_CHECKING:  # image_filter imports Image from here
+    from imageledger.projections.image_filter import ListKeys
 
 
 class Image(BaseModel):
@@ -101,5 +105,6 @@ class CurrentView(ABC):
         """The live image, or None when the name is absent or deleted."""
 
     @abstractmethod
-    def list(self, namespace: str) -> Iterator[Image]:
-        """Live images of `namespace`, sorted by name, streamed."""
+    def list(self, namespace: str, keys: ListKeys | None = None) -> Iterator[Image]:
+        """Live images of `namespace`, sorted by name, streamed; with `keys`,
+        only those with one of its names or digests."""

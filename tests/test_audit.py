@@ -283,3 +283,19 @@ def test_a_lost_audit_index_is_refolded_from_the_log_at_open(
     with ImageStore.open(location) as reopened:
         assert list(reopened.log()) == before
         reopened.verify()
+
+
+def test_as_of_list_takes_the_filters_list_takes(
+    store: ImageStore, scripted: dict[int, datetime]
+) -> None:
+    past = store.as_of(5)
+    assert [i.name for i in past.list("name==app:dev")] == ["app:dev"]
+    assert [i.name for i in past.list(f"target.digest=={D2}")] == ["app:prod"]
+    assert [i.name for i in past.list("labels.tier==2")] == ["app:dev"]
+    assert [i.name for i in store.as_of(4).list("labels.tier==2")] == []
+    assert [i.name for i in past.list("name==app:dev", "name~=prod")] == [
+        "app:dev",
+        "app:prod",
+    ]
+    with pytest.raises(InvalidArgument, match="position"):
+        past.list("name==")

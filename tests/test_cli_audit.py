@@ -117,6 +117,18 @@ def test_as_of_shows_the_images_or_one_image_as_they_were(
     assert past[1].split() == ["app:prod", D1, MANIFEST, "1001", t[1], "1", "-"]
 
 
+def test_as_of_with_filters_lists_the_matching_images_of_then(
+    run: Run, moments: dict[int, datetime]
+) -> None:
+    out = ok(run("--json", "as-of", "2", "name==app:dev"))
+    assert [json.loads(line)["name"] for line in out.splitlines()] == ["app:dev"]
+    out = ok(run("--json", "as-of", "3", f"target.digest=={D1}"))
+    assert [json.loads(line)["name"] for line in out.splitlines()] == ["app:dev"]
+    bad = run("as-of", "3", "name==")
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr.startswith("Error: invalid filter 'name==': ")
+
+
 def test_as_of_agrees_with_replay_until_at_every_point(
     run: Run, moments: dict[int, datetime]
 ) -> None:

@@ -146,11 +146,6 @@ def test_list_streams_live_images_sorted_by_name(store: ImageStore) -> None:
     assert [image.name for image in listing] == ["a", "a/z", "a:2", "b"]
 
 
-def test_list_with_filters_is_refused_until_filters_exist(store: ImageStore) -> None:
-    with pytest.raises(InvalidArgument, match="filters"):
-        store.list("name==a")
-
-
 def test_history_shows_every_change_with_actor_reason_and_time(
     store: ImageStore,
 ) -> None:
