@@ -79,6 +79,10 @@ class _Archive(_Source):
     def __init__(self, path: Path) -> None:
         try:
             self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by close())
+        except tarfile.ReadError:
+            raise InvalidArgument(
+                "layout", f"'{path}' is neither a directory nor a tar archive"
+            ) from None
         except (tarfile.TarError, EOFError, OSError) as e:
             raise InvalidArgument(
                 "layout", f"'{path}' is not a readable tar archive ({e})"
