@@ -4,7 +4,11 @@ script, on both backends. Each test asserts the exit code, stdout and stderr."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,3 +195,33 @@ def test_import_layout_names_entries_by_the_containerd_annotation(
     )
     ok(run("import-layout", "layout"))
     assert json.loads(ok(run("--json", "get", "quay.io/x/y:2")))["target"] == raw
+
+
+def test_the_readmes_layout_commands_print_what_the_readme_shows(
+    tmp_path: Path,
+) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [block] = re.findall(
+        r"```\n(\$ imageledger import-layout tests/.*?)```", readme, re.S
+    )
+    steps = re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", block, flags=re.MULTILINE)
+    assert len(steps) == 7
+    shutil.copytree(FIXTURES, tmp_path / "tests" / "fixtures")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELEDGER_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    code = 0
+    for command, shown in steps:
+        if command == "echo $?":
+            assert f"{code}\n" == shown
+            continue
+        result = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        code = result.returncode
+        assert result.stdout + result.stderr == shown, command
