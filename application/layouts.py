@@ -30,7 +30,11 @@ from pydantic import BaseModel, ConfigDict
 from imageledger.batch import BatchItem
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.errors import Conflict, ImageNotFound, InvalidArgument
-from imageledger.domain.names import DEFAULT_NAMESPACE, validate_name
+from imageledger.domain.names import (
+    DEFAULT_NAMESPACE,
+    validate_name,
+    validate_namespace,
+)
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.oci_layout import read_layout, write_layout
 from imageledger.projections.current_view import Image
@@ -99,7 +103,9 @@ class LayoutMethods:
         missing or wrong blob, or an invalid name raises InvalidArgument and
         writes nothing.
         """
+        namespace = validate_namespace(namespace)
         base = _validate_base_name(base_name)
+        _validate_path(path)
         if not isinstance(check_blobs, bool):
             raise InvalidArgument("check_blobs", "must be True or False")
         descriptors = read_layout(path, check_blobs=check_blobs)
@@ -154,8 +160,14 @@ class LayoutMethods:
         `path` must not exist (its parent must) or be an empty directory;
         InvalidArgument otherwise, and nothing is written.
         """
+        _validate_path(path)
         images = self.list(*filters, namespace=namespace)
         return write_layout(path, (_entry(image) for image in images))
+
+
+def _validate_path(path: object) -> None:
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise InvalidArgument("path", "must be a non-empty path to a layout")
 
 
 def _validate_base_name(base_name: object) -> str | None:

@@ -479,6 +479,32 @@ def test_a_path_that_is_no_layout_is_refused(
     assert str(raised.value) == message.format(p=path)
 
 
+def test_an_empty_layout_imports_nothing(
+    store: ImageStore, tmp_path: Path, log_rows: Rows
+) -> None:
+    result = store.import_layout(make_layout(tmp_path / "layout", []))
+    assert (result.registered, result.unchanged, result.skipped) == ([], [], 0)
+    assert log_rows() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "rule"),
+    [
+        (None, "must be a non-empty path to a layout"),
+        ("", "must be a non-empty path to a layout"),
+    ],
+)
+def test_a_path_that_is_not_a_path_is_refused(
+    store: ImageStore, path: Any, rule: str
+) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        store.import_layout(path)
+    assert str(raised.value) == f"invalid path: {rule}"
+    with pytest.raises(InvalidArgument) as raised:
+        store.export_layout(path)
+    assert str(raised.value) == f"invalid path: {rule}"
+
+
 def test_an_entry_whose_name_breaks_the_name_rules_is_refused(
     store: ImageStore, tmp_path: Path, log_rows: Rows
 ) -> None:
