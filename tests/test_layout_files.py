@@ -64,8 +64,8 @@ def test_a_missing_or_wrong_blob_is_refused_and_nothing_is_written(
     )
 
 
-def tar_of(layout: Path, archive: Path, prefix: str = "./") -> Path:
-    with tarfile.open(archive, "w") as tar:
+def tar_of(layout: Path, archive: Path, prefix: str = "./", mode: str = "w") -> Path:
+    with tarfile.open(archive, mode) as tar:
         for path in sorted(layout.rglob("*")):
             tar.add(
                 path,
@@ -75,17 +75,18 @@ def tar_of(layout: Path, archive: Path, prefix: str = "./") -> Path:
     return archive
 
 
+@pytest.mark.parametrize(("prefix", "mode"), [("./", "w"), ("", "w"), ("./", "w:gz")])
 def test_an_oci_archive_tar_imports_as_its_directory_does(
-    store: ImageStore, tmp_path: Path
+    store: ImageStore, tmp_path: Path, prefix: str, mode: str
 ) -> None:
     layout, _ = rich_layout(tmp_path / "layout")
-    archive = tar_of(layout, tmp_path / "layout.tar")
+    archive = tar_of(layout, tmp_path / "layout.tar", prefix, mode)
     shutil.rmtree(layout)
     result = store.import_layout(archive, base_name="app")
     assert len(result.registered) == 4
     with tarfile.open(archive) as tar:
-        assert "./index.json" in tar.getnames()
-        member = tar.extractfile("./index.json")
+        assert f"{prefix}index.json" in tar.getnames()
+        member = tar.extractfile(f"{prefix}index.json")
         assert member is not None
         written = json.loads(member.read())
     registered = [stored(store, i.name) for i in result.registered]
