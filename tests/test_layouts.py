@@ -304,3 +304,36 @@ def test_an_oci_archive_made_by_skopeo_imports_its_full_reference_as_it_is(
     }
     outside = store.import_layout(archive, base_name="quay.io/app")
     assert (outside.registered, outside.unchanged, outside.skipped) == ([], [], 1)
+
+
+def test_a_label_set_between_the_imports_read_and_its_write_is_not_lost(
+    store: ImageStore, tmp_path: Path, location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.register("app:1.0", descriptor(1), {"team": "web"})
+    root = tmp_path / "layout"
+    raw = entry(root, 1, annotations={REF_NAME: "1.0"})
+    read = ImageStore.get
+    raced: list[str] = []
+
+    def read_then_another_writer(self: ImageStore, name: str, **kw: Any) -> Any:
+        image = read(self, name, **kw)
+        if not raced:  # the first read only: another process relabels the name
+            raced.append(name)
+            with ImageStore.open(location) as other:
+                other.register(name, image.target, {"team": "ops"})
+        return image
+
+    monkeypatch.setattr(ImageStore, "get", read_then_another_writer)
+    result = store.import_layout(make_layout(root, [raw]), base_name="app")
+    assert raced == ["app:1.0"]
+    [image] = result.registered
+    assert (image.target.to_oci(), image.labels, image.version) == (
+        raw,
+        {"team": "ops"},
+        3,
+    )
+    assert [h.labels for h in store.history("app:1.0")] == [
+        {"team": "web"},
+        {"team": "ops"},
+        {"team": "ops"},
+    ]
