@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from imageledger.domain.descriptor import Descriptor, Platform
     from imageledger.integrity import Checkpoint, VerifyReport
+    from imageledger.layouts import LayoutImport
     from imageledger.projections.audit import AuditEntry
     from imageledger.projections.current_view import Image
     from imageledger.store import ImageStore
@@ -33,6 +34,7 @@ __all__ = [
     "Descriptor",
     "Image",
     "ImageStore",
+    "LayoutImport",
     "Platform",
     "VerifyReport",
     "__version__",
@@ -43,6 +45,7 @@ _HOMES = {
     "Descriptor": "imageledger.domain.descriptor",
     "Image": "imageledger.projections.current_view",
     "ImageStore": "imageledger.store",
+    "LayoutImport": "imageledger.layouts",
     "Platform": "imageledger.domain.descriptor",
     "Checkpoint": "imageledger.integrity",
     "VerifyReport": "imageledger.integrity",

@@ -1,6 +1,7 @@
 """The imageledger command line: parses, calls ImageStore, renders. Nothing else.
 
-The commands live in cli_images (names) and cli_log (the log as a whole).
+The commands live in cli_images (names), cli_log (the log as a whole) and
+cli_layouts (OCI image layouts).
 Errors become one line on stderr and an exit code here, in `run`, and nowhere
 else: 0 ok, 1 other error, 2 invalid argument or usage, 3 not found,
 4 conflict, 5 verification failed.
@@ -27,6 +28,7 @@ from imageledger.cli_context import (
     error_line,
 )
 from imageledger.cli_images import delete, get, history, list_images, register
+from imageledger.cli_layouts import export_layout, import_layout
 from imageledger.cli_log import checkpoint, rebuild, replay, verify
 from imageledger.errors import (
     Conflict,
@@ -110,6 +112,8 @@ for _command in (replay, rebuild, checkpoint, verify):
     cli.add_command(_command)
 for _command in (log, as_of, where, diff):
     cli.add_command(_command)
+cli.add_command(import_layout)
+cli.add_command(export_layout)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

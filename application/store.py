@@ -37,6 +37,7 @@ from imageledger.domain.names import (
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.integrity import Checkpoint, VerifyReport
+from imageledger.layouts import LayoutMethods
 from imageledger.opening import open_factory
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image, replay
@@ -57,7 +58,7 @@ from imageledger.writes import (
 )
 
 
-class ImageStore:
+class ImageStore(LayoutMethods):
     """An image store on one event log. Open it with `ImageStore.open(path)`."""
 
     def __init__(self, log: EventLog) -> None:

@@ -1,0 +1,318 @@
+"""OCI image layouts on disk: reading one, and writing a metadata-only one.
+
+A layout is a directory (or an `oci-archive`: the same files in a tar) with
+`oci-layout` (`{"imageLayoutVersion": "1.0.0"}`), `index.json` (an image index
+whose `manifests` list the layout's images) and `blobs/<alg>/<encoded>`.
+
+Reading validates every `index.json` entry as a descriptor and, unless told
+not to, checks that each entry's blob is there with the entry's size and
+digest. A tar is read in place, never extracted: its member names are only
+compared with the few paths a layout has, so `../x` or `/etc/x` in an archive
+can reach nothing. Every problem is an InvalidArgument that says what is
+wrong with the layout; reading writes nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import stat
+import tarfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Any
+
+from imageledger.domain.descriptor import Descriptor
+from imageledger.domain.errors import InvalidArgument, shown
+
+LAYOUT_FILE = "oci-layout"
+INDEX_FILE = "index.json"
+LAYOUT_VERSION = "1.0.0"
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+# containerd's limit for the JSON files of an imported archive.
+MAX_JSON_BYTES = 20 * 1024 * 1024
+
+_HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
+_CHUNK = 1024 * 1024
+
+
+class _Source(ABC):
+    """The files of a layout, wherever they are kept."""
+
+    @abstractmethod
+    def open(self, name: str) -> IO[bytes] | None:
+        """The regular file at `name` (a path inside the layout), or None if absent.
+
+        Raises InvalidArgument when `name` exists but is not a regular file.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the source holds open."""
+
+
+class _Directory(_Source):
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def close(self) -> None:
+        pass  # every file is closed by its reader
+
+    def open(self, name: str) -> IO[bytes] | None:
+        path = self._root / name
+        try:
+            # stat first: opening a FIFO would wait for a writer.
+            if not stat.S_ISREG(path.stat().st_mode):
+                raise InvalidArgument("layout", f"{name} is not a regular file")
+            return path.open("rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            raise InvalidArgument("layout", f"cannot read {name}: {e.strerror}") from e
+
+
+class _Archive(_Source):
+    def __init__(self, path: Path) -> None:
+        try:
+            self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by close())
+        except tarfile.ReadError:
+            raise InvalidArgument(
+                "layout", f"'{path}' is neither a directory nor a tar archive"
+            ) from None
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise InvalidArgument(
+                "layout", f"'{path}' is not a readable tar archive ({e})"
+            ) from e
+        try:
+            # A name given twice is the later member, as extracting would leave it.
+            self._members = {
+                cleaned: member
+                for member in self._tar.getmembers()
+                if (cleaned := _clean(member.name)) is not None
+            }
+        except (tarfile.TarError, EOFError, OSError) as e:
+            self._tar.close()
+            raise InvalidArgument(
+                "layout", f"'{path}' is not a readable tar archive ({e})"
+            ) from e
+
+    def open(self, name: str) -> IO[bytes] | None:
+        member = self._members.get(name)
+        if member is None:
+            return None
+        if not member.isreg():
+            raise InvalidArgument("layout", f"{name} is not a regular file")
+        try:
+            return self._tar.extractfile(member)
+        except (tarfile.TarError, OSError) as e:
+            raise InvalidArgument("layout", f"cannot read {name}: {e}") from e
+
+    def close(self) -> None:
+        self._tar.close()
+
+
+def _clean(name: str) -> str | None:
+    """A member's path as a layout path (`./index.json` is `index.json`), or None
+    for names outside the archive's root, which no layout file can have."""
+    cleaned = posixpath.normpath(name)
+    if cleaned.startswith("/") or cleaned == ".." or cleaned.startswith("../"):
+        return None
+    return cleaned
+
+
+@contextmanager
+def _opened(location: str | os.PathLike[str]) -> Iterator[_Source]:
+    path = Path(location)
+    if path.is_dir():
+        source: _Source = _Directory(path)
+    elif path.is_file():
+        source = _Archive(path)
+    elif path.exists() or path.is_symlink():
+        raise InvalidArgument(
+            "layout", f"'{path}' is neither a directory nor a tar archive"
+        )
+    else:
+        raise InvalidArgument("layout", f"'{path}' does not exist")
+    try:
+        yield source
+    finally:
+        source.close()
+
+
+def read_layout(
+    location: str | os.PathLike[str], *, check_blobs: bool = True
+) -> list[Descriptor]:
+    """The descriptors of `index.json`'s `manifests`, in order, exactly as written.
+
+    `location` is a layout directory or a tar of one. With `check_blobs`,
+    each entry's blob must be in `blobs/` with the entry's size and digest.
+    Raises InvalidArgument naming the first problem.
+    """
+    with _opened(location) as source:
+        layout = _read_json(source, LAYOUT_FILE, "not an OCI image layout")
+        version = layout.get("imageLayoutVersion") if type(layout) is dict else None
+        if version != LAYOUT_VERSION:
+            found = "none" if version is None else shown(version)
+            raise InvalidArgument(
+                "layout",
+                f"{LAYOUT_FILE} has imageLayoutVersion {found}; "
+                f"only '{LAYOUT_VERSION}' is supported",
+            )
+        entries = _manifests(_read_json(source, INDEX_FILE, "an OCI layout needs one"))
+        descriptors = [
+            Descriptor.from_oci(entry, field=f"{INDEX_FILE} manifests[{i}]")
+            for i, entry in enumerate(entries)
+        ]
+        if check_blobs:
+            for i, descriptor in enumerate(descriptors):
+                _check_blob(source, descriptor, f"{INDEX_FILE} manifests[{i}]")
+        return descriptors
+
+
+def _read_json(source: _Source, name: str, missing_hint: str) -> Any:
+    file = source.open(name)
+    if file is None:
+        raise InvalidArgument("layout", f"there is no {name} file ({missing_hint})")
+    with file:
+        raw = file.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise InvalidArgument("layout", f"{name} is over {MAX_JSON_BYTES} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError:
+        raise InvalidArgument("layout", f"{name} is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise InvalidArgument(
+            "layout", f"{name} is not JSON ({e.msg} at line {e.lineno})"
+        ) from None
+    except (RecursionError, ValueError) as e:
+        raise InvalidArgument("layout", f"{name} is not valid JSON ({e})") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise ValueError(f"key {shown(key)} appears twice")
+        data[key] = value
+    return data
+
+
+def _manifests(index: object) -> list[Any]:
+    """The `manifests` of an image index, or InvalidArgument saying why it is none."""
+
+    def not_an_index(why: str) -> InvalidArgument:
+        return InvalidArgument("layout", f"{INDEX_FILE} is not an image index ({why})")
+
+    if type(index) is not dict:
+        raise not_an_index(f"a JSON {type(index).__name__}, not an object")
+    if index.get("schemaVersion") != 2:
+        raise not_an_index("schemaVersion must be 2")
+    media_type = index.get("mediaType", INDEX_MEDIA_TYPE)
+    if media_type != INDEX_MEDIA_TYPE:
+        raise not_an_index(f"mediaType is {shown(media_type)}")
+    manifests = index.get("manifests")
+    if type(manifests) is not list:
+        raise not_an_index("manifests must be a list")
+    return manifests
+
+
+def _check_blob(source: _Source, descriptor: Descriptor, where: str) -> None:
+    algorithm, _, encoded = descriptor.digest.partition(":")
+    # The digest grammar allows no '/' and no leading '.', so this stays in blobs/.
+    name = f"blobs/{algorithm}/{encoded}"
+    hasher = _HASHES.get(algorithm)
+    if hasher is None:
+        raise InvalidArgument(
+            where, f"cannot check a {algorithm} blob (import without checking blobs)"
+        )
+    try:
+        file = source.open(name)
+    except InvalidArgument as e:
+        raise InvalidArgument(where, e.rule) from None
+    if file is None:
+        raise InvalidArgument(where, f"its blob {name} is missing")
+    digest, size = hasher(), 0
+    with file:
+        while chunk := file.read(_CHUNK):
+            size += len(chunk)
+            if size > descriptor.size:
+                break
+            digest.update(chunk)
+    if size != descriptor.size:
+        more = "more than" if size > descriptor.size else f"{size} bytes, not"
+        raise InvalidArgument(
+            where, f"its blob {name} is {more} the {descriptor.size} bytes it names"
+        )
+    if digest.hexdigest() != encoded:
+        raise InvalidArgument(where, f"its blob {name} does not hash to its digest")
+
+
+def write_layout(location: str | os.PathLike[str], entries: Iterable[Any]) -> int:
+    """Write a layout of `entries` (descriptors as OCI JSON) at `location`; no blobs.
+
+    `location` must be absent (its parent must exist) or an empty directory:
+    nothing that is there is ever overwritten. `index.json` is written last,
+    through a temporary file, and on any error what this call created is
+    removed. Returns the number of entries written.
+    """
+    path = Path(location)
+    created = _claim(path)
+    try:
+        (path / LAYOUT_FILE).write_text(
+            json.dumps({"imageLayoutVersion": LAYOUT_VERSION}), encoding="utf-8"
+        )
+        (path / "blobs").mkdir()  # the spec asks for it, even when empty
+        partial = path / f".{INDEX_FILE}.partial"
+        count = 0
+        with partial.open("w", encoding="utf-8") as out:
+            out.write(f'{{"schemaVersion":2,"mediaType":"{INDEX_MEDIA_TYPE}",')
+            out.write('"manifests":[')
+            for count, entry in enumerate(entries, start=1):
+                out.write("," if count > 1 else "")
+                out.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
+            out.write("]}")
+            out.flush()
+            os.fsync(out.fileno())
+        partial.rename(path / INDEX_FILE)
+    except BaseException:
+        _undo(path, created)
+        raise
+    return count
+
+
+def _claim(path: Path) -> bool:
+    """Make `path` an empty directory of ours; True if this call created it."""
+    try:
+        path.mkdir()
+        return True
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise InvalidArgument(
+            "layout", f"cannot create '{path}': its parent directory does not exist"
+        ) from None
+    except OSError as e:
+        raise InvalidArgument("layout", f"cannot create '{path}': {e.strerror}") from e
+    if not path.is_dir() or any(path.iterdir()):
+        raise InvalidArgument(
+            "layout",
+            f"'{path}' already exists and is not an empty directory "
+            "(give a new or empty one: nothing is overwritten)",
+        )
+    return False
+
+
+def _undo(path: Path, created: bool) -> None:
+    for name in (LAYOUT_FILE, f".{INDEX_FILE}.partial", INDEX_FILE):
+        with suppress(OSError):
+            (path / name).unlink()
+    with suppress(OSError):
+        (path / "blobs").rmdir()
+    if created:
+        with suppress(OSError):
+            path.rmdir()
