@@ -70,8 +70,9 @@ class _Commands(click.Group):
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--db",
-    metavar="PATH",
-    help="The store: an SQLite file. [default: $IMAGELEDGER_DB, else imageledger.db]",
+    metavar="PATH|URL",
+    help="The store: an SQLite file, or a postgresql:// URL. "
+    "[default: $IMAGELEDGER_DB, else imageledger.db]",
 )
 @click.option(
     "-n",
