@@ -20,6 +20,7 @@ from imageledger.infrastructure.postgres_schema import (
     DatabaseState,
     initialize,
     inspect_database,
+    upgrade,
 )
 from imageledger.infrastructure.postgres_views import PostgresCurrentView
 
@@ -50,8 +51,10 @@ class LedgerPostgresFactory(PostgresFactory):
             self.recorder.live_views.append(self.current_view)
             if state is DatabaseState.NEW:
                 self._initialize()
+            elif state is DatabaseState.OLDER:
+                self._upgrade()
             self.datastore.register_type_adapters()
-            if state is DatabaseState.STORE:
+            if state is not DatabaseState.NEW:
                 self.current_view.catch_up()
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
@@ -78,3 +81,11 @@ class LedgerPostgresFactory(PostgresFactory):
         ]
         with self.datastore.transaction(commit=True) as c:
             initialize(c, self.location, statements)
+
+    def _upgrade(self) -> None:
+        # Every step from the store's schema to ours, in one transaction.
+        steps = {
+            2: [self.current_view.add_immutable_column()],  # immutable names
+        }
+        with self.datastore.transaction(commit=True) as c:
+            upgrade(c, self.location, steps)

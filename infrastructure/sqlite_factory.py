@@ -23,8 +23,12 @@ from imageledger.infrastructure.sqlite_schema import (
     judge_in_transaction,
     set_schema_version,
     sqlite_uri,
+    stored_version,
 )
-from imageledger.infrastructure.sqlite_views import SQLiteCurrentView
+from imageledger.infrastructure.sqlite_views import (
+    ADD_IMMUTABLE_COLUMN,
+    SQLiteCurrentView,
+)
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
@@ -80,9 +84,13 @@ class LedgerSQLiteFactory(SQLiteFactory):
             return initialize(c, str(self.path), statements)
 
     def _upgrade(self) -> None:
-        # Schema 1 had no hash chain: link the events already in the log, in
-        # one write transaction, unless another process has just done it.
+        # Every step from the file's schema to ours, in one write transaction,
+        # unless another process has just done it.
         with self.datastore.transaction(commit=True) as c:
             if judge_in_transaction(c, str(self.path)) is FileState.OLDER:
-                add_chain(c)
+                version = stored_version(c)
+                if version < 2:  # no hash chain: link the events already in the log
+                    add_chain(c)
+                if version < 3:  # no immutable names: the view's column for them
+                    c.execute(ADD_IMMUTABLE_COLUMN)
                 set_schema_version(c)

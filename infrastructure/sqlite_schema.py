@@ -17,7 +17,7 @@ from eventsourcing.sqlite import SQLiteCursor
 from imageledger.infrastructure.errors import StoreError
 
 APPLICATION_ID = 0x494C4447  # "ILDG"
-SCHEMA_VERSION = 2  # 2: the hash chain (event_chain)
+SCHEMA_VERSION = 3  # 2: the hash chain (event_chain); 3: immutable names
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -152,6 +152,12 @@ def initialize(c: SQLiteCursor, where: str, statements: list[str]) -> FileState:
     c.execute(f"PRAGMA application_id={APPLICATION_ID}")
     c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return state
+
+
+def stored_version(c: SQLiteCursor) -> int:
+    """The schema version the file is marked with, read in the caller's transaction."""
+    c.execute("PRAGMA user_version")
+    return int(c.fetchone()[0])
 
 
 def set_schema_version(c: SQLiteCursor) -> None:

@@ -26,13 +26,21 @@ class AuditEntry(BaseModel):
     timestamp: datetime
     actor: str
     reason: str | None
+    immutable: bool = False
+    """Whether the name is immutable after this event (a delete of an immutable
+    name is always forced, and leaves it bound)."""
+    forced: bool = False
+    """A delete that overrode the name's immutability."""
 
 
 def audit_entry(position: int, event: ImageAggregate.Event) -> AuditEntry:
     """The audit entry of `event`, stored at log `position`."""
-    target, labels = None, None
+    target, labels, immutable, forced = None, None, False, False
     if isinstance(event, ImageAggregate.Registered):
         target, labels = event.target, dict(event.labels)
+        immutable = event.immutable
+    elif isinstance(event, ImageAggregate.Deleted):
+        immutable = forced = event.forced
     return AuditEntry.model_construct(
         position=position,
         namespace=event.namespace,
@@ -44,4 +52,6 @@ def audit_entry(position: int, event: ImageAggregate.Event) -> AuditEntry:
         timestamp=event.timestamp,
         actor=event.actor,
         reason=event.reason,
+        immutable=immutable,
+        forced=forced,
     )

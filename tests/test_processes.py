@@ -406,6 +406,7 @@ def test_processes_opening_a_schema_1_store_at_once_link_it_once(
     connection = sqlite3.connect(db)
     with connection:
         connection.execute("DROP TABLE event_chain")
+        connection.execute("ALTER TABLE images DROP COLUMN immutable")  # schema 3's
         connection.execute("PRAGMA user_version=1")
     connection.close()
     command = [sys.executable, str(WORKER), "register", str(db)]

@@ -239,10 +239,12 @@ def test_a_bad_location_is_refused(
 
 
 def _downgrade_to_schema_1(path: Path) -> None:
-    """Make the file what imageledger wrote before the hash chain: no links, v1."""
+    """Make the file what imageledger wrote before the hash chain: no links, v1
+    (and no column for immutable names, which came with schema 3)."""
     connection = sqlite3.connect(path)
     with connection:
         connection.execute("DROP TABLE event_chain")
+        connection.execute("ALTER TABLE images DROP COLUMN immutable")
         connection.execute("PRAGMA user_version=1")
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()

@@ -350,7 +350,7 @@ def test_a_view_row_only_the_view_has_is_found(
         location,
         (
             "INSERT INTO images SELECT namespace, 'ghost:1', digest, media_type, "
-            "target, labels, created_at, updated_at, version, live FROM images "
+            "target, labels, created_at, updated_at, version, live, immutable FROM images "
             "WHERE name='db:1'",
             (),
         ),
