@@ -42,7 +42,8 @@ class ImmutableImage(Conflict):
     """A write that would move or (without force) delete an immutable name.
 
     `digest` is what the name is bound to; `target` the digest the refused
-    register asked for (None for a refused delete). `force` is how the
+    register asked for (None for a refused delete); both add the media type
+    and size when the digests are equal and only those differ. `force` is how the
     caller says "force" in the hint: ``force=True``, or ``--force`` on the
     command line.
     """

@@ -194,7 +194,10 @@ class Image(BaseAggregate[UUID]):
         if self.immutable:
             if not same_content(target, self.target):
                 raise ImmutableImage(
-                    self.name, self.namespace, self.target.digest, target=target.digest
+                    self.name,
+                    self.namespace,
+                    _content(self.target, target),
+                    target=_content(target, self.target),
                 )
             immutable = True  # once bound, always bound
         if (
@@ -258,3 +261,11 @@ def same_content(a: Descriptor, b: Descriptor) -> bool:
     those bytes or where to find them, and may change like labels.
     """
     return a.digest == b.digest and a.media_type == b.media_type and a.size == b.size
+
+
+def _content(descriptor: Descriptor, other: Descriptor) -> str:
+    """`descriptor`'s content as a refusal names it: its digest, and its media
+    type and size too when the digest is `other`'s (only those differ)."""
+    if descriptor.digest != other.digest:
+        return descriptor.digest
+    return f"{descriptor.digest} ({descriptor.media_type}, {descriptor.size} bytes)"

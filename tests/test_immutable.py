@@ -109,8 +109,14 @@ def test_the_same_digest_with_another_media_type_or_size_is_refused(
     bound: ImageStore, log_rows: Rows, changed: dict[str, Any]
 ) -> None:
     rows = log_rows()
-    with pytest.raises(ImmutableImage, match=f"immutable at {digest(1)}"):
-        bound.register(NAME, {**descriptor(1), **changed})
+    asked = {**descriptor(1), **changed}
+    with pytest.raises(ImmutableImage) as refused:
+        bound.register(NAME, asked)
+    assert str(refused.value) == (
+        f'image "{NAME}" in namespace "default" is immutable at {digest(1)} '
+        f"({MANIFEST}, 1001 bytes); it cannot point at {digest(1)} "
+        f"({asked['mediaType']}, {asked['size']} bytes)"
+    )
     assert log_rows() == rows
 
 
