@@ -20,7 +20,13 @@ from imageledger.domain.labels import validate_labels
 from imageledger.domain.names import validate_name
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.projections.current_view import Image
-from imageledger.writes import Expect, check_expect, public, validate_expect
+from imageledger.writes import (
+    Expect,
+    check_expect,
+    public,
+    validate_expect,
+    validate_flag,
+)
 
 BatchItem = (
     Mapping[str, Any]
@@ -28,9 +34,10 @@ BatchItem = (
     | tuple[str, Descriptor | Mapping[str, Any], Mapping[str, str] | None]
 )
 """One register of a batch: a mapping with `name`, `target` and optionally
-`labels` and `expect`, or a tuple (name, target) or (name, target, labels)."""
+`labels`, `expect` and `immutable`, or a tuple (name, target) or
+(name, target, labels)."""
 
-_KEYS = frozenset(("name", "target", "labels", "expect"))
+_KEYS = frozenset(("name", "target", "labels", "expect", "immutable"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,7 @@ class Register:
     target: Descriptor
     labels: dict[str, str]
     expect: Expect
+    immutable: bool
 
 
 def validate_items(items: object) -> list[Register]:
@@ -65,9 +73,11 @@ def _validate_item(index: int, item: object) -> Register:
                 raise InvalidArgument(f"{where}.{key}", "is required")
         name, target = item["name"], item["target"]
         labels, expect = item.get("labels"), item.get("expect")
+        immutable = item.get("immutable", False)
     elif isinstance(item, tuple) and len(item) in (2, 3):
         name, target = item[0], item[1]
         labels, expect = (item[2] if len(item) == 3 else None), None
+        immutable = False
     else:
         raise InvalidArgument(
             where,
@@ -80,6 +90,7 @@ def _validate_item(index: int, item: object) -> Register:
             target=Descriptor.from_oci(target),
             labels=validate_labels(labels),
             expect=validate_expect(expect, allow_absent=True),
+            immutable=validate_flag(immutable, "immutable"),
         )
     except InvalidArgument as e:
         raise InvalidArgument(f"{where}.{e.field}", e.rule) from None
@@ -96,8 +107,9 @@ def register_all(
     """One attempt at the batch: read, decide every item, append in one transaction.
 
     Returns the image as each item left it. Raises Conflict (nothing written)
-    when an item's condition fails, and RecordConflictError when another
-    writer moved one of the names since it was read (the caller retries).
+    when an item's condition fails or it would move an immutable name, and
+    RecordConflictError when another writer moved one of the names since it
+    was read (the caller retries).
     """
     images = log.load_many(namespace, (item.name for item in items))
     events: list[ImageAggregate.Event] = []
@@ -113,9 +125,16 @@ def register_all(
                 labels=item.labels,
                 actor=actor,
                 reason=reason,
+                immutable=item.immutable,
             )
         else:
-            image.register(item.target, item.labels, actor=actor, reason=reason)
+            image.register(
+                item.target,
+                item.labels,
+                actor=actor,
+                reason=reason,
+                immutable=item.immutable,
+            )
         images[item.name] = image
         events.extend(cast(Sequence[ImageAggregate.Event], image.collect_events()))
         results.append(public(image))

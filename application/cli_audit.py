@@ -168,8 +168,9 @@ def where(settings: Settings, digest: str, every: bool) -> None:
     """Show every name that points at DIGEST now or did before, and when.
 
     One row per interval: SINCE is when the name began to point at DIGEST,
-    UNTIL when it stopped (a retag or a delete; `-` while it still does), and
-    POSITIONS the log positions of those two events.
+    UNTIL when it stopped (a retag or a delete; `-` while it still does),
+    POSITIONS the log positions of those two events, and IMMUTABLE whether the
+    name was bound to DIGEST (write-once).
 
     \b
     Examples:
@@ -181,7 +182,7 @@ def where(settings: Settings, digest: str, every: bool) -> None:
     if settings.json:
         echo_lines(json_line(_interval_json(interval)) for interval in intervals)
         return
-    columns: tuple[str, ...] = ("NAME", "SINCE", "UNTIL", "POSITIONS")
+    columns: tuple[str, ...] = ("NAME", "SINCE", "UNTIL", "POSITIONS", "IMMUTABLE")
     rows = [_interval_row(interval) for interval in intervals]
     if every:
         columns = ("NAMESPACE", *columns)
@@ -197,6 +198,7 @@ def _interval_row(interval: Interval) -> list[str]:
         moment(interval.since),
         until,
         f"{interval.since_position}..{end}",
+        "yes" if interval.immutable else "no",
     ]
 
 
@@ -208,6 +210,7 @@ def _interval_json(interval: Interval) -> dict[str, Any]:
         "until": None if interval.until is None else precise_moment(interval.until),
         "sincePosition": interval.since_position,
         "untilPosition": interval.until_position,
+        "immutable": interval.immutable,
     }
 
 

@@ -10,6 +10,7 @@ import click
 
 from imageledger.cli_context import (
     ACTOR_HELP,
+    EXIT_CONFLICT,
     EXIT_NOT_FOUND,
     AlreadyReported,
     Settings,
@@ -31,7 +32,7 @@ from imageledger.cli_render import (
     json_line,
     table,
 )
-from imageledger.errors import ImageNotFound, InvalidArgument
+from imageledger.errors import ImageNotFound, ImmutableImage, InvalidArgument
 
 DESCRIPTOR_FLAGS = {
     "target.digest": "--digest",
@@ -67,6 +68,11 @@ DESCRIPTOR_FLAGS = {
     type=click.IntRange(min=0),
     help="Only write if the name is at version N (compare-and-swap).",
 )
+@click.option(
+    "--immutable",
+    is_flag=True,
+    help="Make NAME write-once: bound to this digest for ever (cannot be undone).",
+)
 @pass_settings
 def register(
     settings: Settings,
@@ -81,11 +87,16 @@ def register(
     reason: str | None,
     if_absent: bool,
     if_version: int | None,
+    immutable: bool,
 ) -> None:
     """Point NAME at a descriptor.
 
     An upsert: registering the target and labels NAME already has writes
     nothing. Prints the name, its digest and the version this call left.
+
+    An immutable name can be registered again at its digest (labels and
+    annotations may change), never at another one, even after a delete:
+    that exits 4.
 
     \b
     Examples:
@@ -94,6 +105,7 @@ def register(
         --digest sha256:beefdbd8a1da6d2915566fde36db9db0b524eb737fc57cd1367effd16dc0d06d
       imageledger register app:1.0 --descriptor desc.json --label team=web --if-absent
       cat desc.json | imageledger register app:1.0 --descriptor -
+      imageledger register app:1.4.2 --descriptor desc.json --immutable
     """
     target = _target(digest, media_type, size, descriptor, annotations)
     if if_absent and if_version is not None:
@@ -109,11 +121,15 @@ def register(
             actor=actor,
             reason=reason,
             expect=expect,
+            immutable=immutable,
         )
     if settings.json:
         click.echo(document(image_json(image)))
     else:
-        click.echo(f"{image.name}  {image.target.digest}  version {image.version}")
+        bound = "  immutable" if image.immutable else ""
+        click.echo(
+            f"{image.name}  {image.target.digest}  version {image.version}{bound}"
+        )
 
 
 @click.command()
@@ -185,6 +201,11 @@ def list_images(settings: Settings, filters: tuple[str, ...], quiet: bool) -> No
     metavar="DIGEST",
     help="Delete only while the name points at DIGEST.",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also delete immutable names (recorded; they stay bound to their digest).",
+)
 @click.option("--actor", help=ACTOR_HELP)
 @click.option("--reason", help="Why, for the audit log.")
 @pass_settings
@@ -192,6 +213,7 @@ def delete(
     settings: Settings,
     names: tuple[str, ...],
     if_digest: str | None,
+    force: bool,
     actor: str | None,
     reason: str | None,
 ) -> None:
@@ -199,18 +221,21 @@ def delete(
 
     Every name is checked for syntax before anything is deleted. A name that does not
     exist is reported and the others are still deleted; the exit code is then 3.
+    An immutable name without --force is reported the same way, with exit code 4
+    (the first name reported decides the code).
 
     \b
     Examples:
       imageledger rm app:old app:older --reason "superseded by 2.0"
       imageledger delete app:prod --if-digest \\
         sha256:9c1e2d3f4a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f
+      imageledger delete app:1.4.2 --force --reason "pulled: CVE-2026-1234"
     """
     from imageledger.domain.names import validate_name
 
     for name in names:
         validate_name(name)
-    missing: ImageNotFound | None = None
+    failed: int | None = None  # the exit code of the first name reported
     with settings.store() as store, flag_names({"if_digest": "--if-digest"}):
         for name in names:
             try:
@@ -220,17 +245,22 @@ def delete(
                     actor=actor,
                     reason=reason,
                     if_digest=if_digest,
+                    force=force,
                 )
             except ImageNotFound as e:
                 error_line(str(e))
-                missing = missing or e
+                failed = failed or EXIT_NOT_FOUND
+                continue
+            except ImmutableImage as e:
+                error_line(str(e.hinting("--force")))
+                failed = failed or EXIT_CONFLICT
                 continue
             if settings.json:
                 click.echo(json_line({"namespace": settings.namespace, "name": name}))
             else:
                 click.echo(name)
-    if missing is not None:
-        raise AlreadyReported(EXIT_NOT_FOUND)
+    if failed is not None:
+        raise AlreadyReported(failed)
 
 
 @click.command()

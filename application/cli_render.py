@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from imageledger.projections.current_view import Image
 
 LIST_COLUMNS = ("NAME", "DIGEST", "MEDIATYPE", "SIZE", "UPDATED")
-GET_COLUMNS = (*LIST_COLUMNS, "VERSION", "LABELS")
+GET_COLUMNS = (*LIST_COLUMNS, "VERSION", "IMMUTABLE", "LABELS")
 HISTORY_COLUMNS = (
     "POSITION",
     "VERSION",
@@ -52,7 +52,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Iterator[str
 
 
 def image_row(image: Image, *, detailed: bool = False) -> list[str]:
-    """One table row of an image (`get` adds version and labels)."""
+    """One table row of an image (`get` adds version, immutability and labels)."""
     row = [
         image.name,
         image.target.digest,
@@ -62,16 +62,22 @@ def image_row(image: Image, *, detailed: bool = False) -> list[str]:
     ]
     if detailed:
         labels = ",".join(f"{k}={v}" for k, v in sorted(image.labels.items()))
-        row += [str(image.version), labels or "-"]
+        row += [str(image.version), "yes" if image.immutable else "no", labels or "-"]
     return row
 
 
 def history_row(entry: AuditEntry) -> list[str]:
-    """One table row of an audit entry."""
+    """One table row of an audit entry; its kind says `(immutable)` for a
+    registration of an immutable name and `(forced)` for a forced delete."""
+    kind: str = entry.kind
+    if entry.forced:
+        kind += " (forced)"
+    elif entry.immutable:
+        kind += " (immutable)"
     return [
         str(entry.position),
         str(entry.version),
-        entry.kind,
+        kind,
         entry.target.digest if entry.target is not None else "-",
         moment(entry.timestamp),
         entry.actor,
@@ -86,6 +92,7 @@ def image_json(image: Image) -> dict[str, Any]:
         "name": image.name,
         "target": image.target.to_oci(),
         "labels": image.labels,
+        "immutable": image.immutable,
         "createdAt": precise_moment(image.created_at),
         "updatedAt": precise_moment(image.updated_at),
         "version": image.version,
@@ -93,7 +100,11 @@ def image_json(image: Image) -> dict[str, Any]:
 
 
 def entry_json(entry: AuditEntry) -> dict[str, Any]:
-    """An audit entry as JSON (target and labels are null for a delete)."""
+    """An audit entry as JSON (target and labels are null for a delete).
+
+    `immutable` is whether the name is immutable after the event; `forced`
+    marks a delete that overrode it.
+    """
     return {
         "position": entry.position,
         "namespace": entry.namespace,
@@ -102,6 +113,8 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
         "kind": entry.kind,
         "target": entry.target.to_oci() if entry.target is not None else None,
         "labels": entry.labels,
+        "immutable": entry.immutable,
+        "forced": entry.forced,
         "timestamp": precise_moment(entry.timestamp),
         "actor": entry.actor,
         "reason": entry.reason,

@@ -4,6 +4,7 @@
   - InvalidArgument: bad name, namespace, descriptor, label, condition, point in time
   - ImageNotFound: the name does not exist (or not at the digest asked for)
   - Conflict: a conditional write found another state than expected
+    - ImmutableImage: a write would move, or delete without force, an immutable name
   - StoreError: cannot open, busy past the timeout, disk full, damaged, newer schema
   - IntegrityError: verification failed
 """
@@ -12,6 +13,7 @@ from imageledger.domain.errors import (
     Conflict,
     ImageLedgerError,
     ImageNotFound,
+    ImmutableImage,
     InvalidArgument,
 )
 from imageledger.infrastructure.errors import IntegrityError, StoreError
@@ -20,6 +22,7 @@ __all__ = [
     "Conflict",
     "ImageLedgerError",
     "ImageNotFound",
+    "ImmutableImage",
     "IntegrityError",
     "InvalidArgument",
     "StoreError",

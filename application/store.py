@@ -54,6 +54,7 @@ from imageledger.writes import (
     check_expect,
     public,
     validate_expect,
+    validate_flag,
     write_with_retries,
 )
 
@@ -112,6 +113,7 @@ class ImageStore(LayoutMethods):
         actor: str | None = None,
         reason: str | None = None,
         expect: Expect = None,
+        immutable: bool = False,
     ) -> Image:
         """Point `name` at `target` (an upsert, like containerd's image Update/Create).
 
@@ -120,6 +122,12 @@ class ImageStore(LayoutMethods):
         Create); an int requires the name's current version to equal it. A failed
         condition raises Conflict and writes nothing. Returns the image as this
         call left it.
+
+        `immutable=True` makes the name write-once: from then on, and after a
+        delete too, it may be registered only at the same content (media type,
+        digest and size; labels and the descriptor's other fields may change).
+        Any other target raises ImmutableImage (a Conflict) and writes nothing.
+        It cannot be undone.
         """
         namespace = validate_namespace(namespace)
         name = validate_name(name)
@@ -128,6 +136,7 @@ class ImageStore(LayoutMethods):
         actor = self._actor(actor)
         reason = validate_reason(reason)
         expect = validate_expect(expect, allow_absent=True)
+        immutable = validate_flag(immutable, "immutable")
 
         def decide(image: ImageAggregate | None) -> ImageAggregate | None:
             check_expect(image, expect, namespace, name)
@@ -139,8 +148,15 @@ class ImageStore(LayoutMethods):
                     labels=checked_labels,
                     actor=actor,
                     reason=reason,
+                    immutable=immutable,
                 )
-            image.register(descriptor, checked_labels, actor=actor, reason=reason)
+            image.register(
+                descriptor,
+                checked_labels,
+                actor=actor,
+                reason=reason,
+                immutable=immutable,
+            )
             return image
 
         image = self._write(namespace, name, decide)
@@ -157,12 +173,13 @@ class ImageStore(LayoutMethods):
     ) -> builtins.list[Image]:
         """Register many names in one transaction: all of them, or none.
 
-        Each item is a mapping with `name`, `target` and optionally `labels`
-        and `expect`, or a tuple (name, target) or (name, target, labels), and
-        means what the same `register` call means; items apply in order, so a
-        name given twice ends as its last item says. Every item is validated
-        before anything is read; an invalid item or a failed condition raises
-        and writes nothing. Returns the image as each item left it.
+        Each item is a mapping with `name`, `target` and optionally `labels`,
+        `expect` and `immutable`, or a tuple (name, target) or (name, target,
+        labels), and means what the same `register` call means; items apply in
+        order, so a name given twice ends as its last item says. Every item is
+        validated before anything is read; an invalid item or a failed
+        condition raises and writes nothing. Returns the image as each item
+        left it.
         """
         namespace = validate_namespace(namespace)
         checked = validate_items(items)
@@ -185,10 +202,14 @@ class ImageStore(LayoutMethods):
         reason: str | None = None,
         if_digest: str | None = None,
         expect: int | None = None,
+        force: bool = False,
     ) -> None:
         """Delete `name`. Raises ImageNotFound if it does not exist or, with
         `if_digest`, does not point at that digest (containerd's DeleteTarget).
         `expect` requires the name's current version to equal it (else Conflict).
+        An immutable name raises ImmutableImage (a Conflict) unless `force`; a
+        forced delete is recorded as such, and the name stays bound to its
+        content (it can be registered again at that content only).
         """
         namespace = validate_namespace(namespace)
         name = validate_name(name)
@@ -203,12 +224,13 @@ class ImageStore(LayoutMethods):
             if problem:
                 raise InvalidArgument("if_digest", problem)
         expected = validate_expect(expect, allow_absent=False)
+        force = validate_flag(force, "force")
 
         def decide(image: ImageAggregate | None) -> ImageAggregate | None:
             if image is None or not image.live:
                 raise ImageNotFound(name, namespace)
             check_expect(image, expected, namespace, name)
-            image.delete(actor=actor, reason=reason, if_digest=if_digest)
+            image.delete(actor=actor, reason=reason, if_digest=if_digest, force=force)
             return image
 
         self._write(namespace, name, decide)

@@ -50,6 +50,7 @@ class Interval(BaseModel):
 
     `until` is None while it still does. Positions are those of the event
     that began it and of the one that ended it (a retag or a delete).
+    `immutable`: the name was bound to the digest (write-once) by its end.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
@@ -60,6 +61,7 @@ class Interval(BaseModel):
     until: datetime | None
     since_position: int
     until_position: int | None
+    immutable: bool
 
 
 class Diff(BaseModel):
@@ -136,6 +138,7 @@ def past_image(found: Found) -> Image:
             "created_at": from_micros(row.since),
             "updated_at": event.timestamp,
             "version": row.version,
+            "immutable": row.immutable,
         },
     )
 
@@ -193,11 +196,11 @@ def where(index: AuditIndex, digest: str, namespace: str | None) -> list[Interva
             if end is not None and end.kind == "registered" and end.digest == digest:
                 continued[key] = start
                 continue
-            intervals.append(_interval(start, end))
+            intervals.append(_interval(start, end, row.immutable))
     return intervals
 
 
-def _interval(start: AuditRow, end: AuditRow | None) -> Interval:
+def _interval(start: AuditRow, end: AuditRow | None, immutable: bool) -> Interval:
     return Interval(
         namespace=start.namespace,
         name=start.name,
@@ -205,6 +208,7 @@ def _interval(start: AuditRow, end: AuditRow | None) -> Interval:
         until=None if end is None else from_micros(end.timestamp),
         since_position=start.position,
         until_position=None if end is None else end.position,
+        immutable=immutable,
     )
 
 

@@ -54,6 +54,7 @@ def public(image: ImageAggregate) -> Image:
             "created_at": image.created_at,
             "updated_at": image.modified_on,
             "version": image.version,
+            "immutable": image.immutable,
         },
         set(_IMAGE_FIELDS),
     )
@@ -81,6 +82,13 @@ def check_expect(
             f'image "{name}" in namespace "{namespace}" is at version {current}, '
             f"not {expect}"
         )
+
+
+def validate_flag(value: object, field: str) -> bool:
+    """`value` if it is True or False, else InvalidArgument naming `field`."""
+    if not isinstance(value, bool):
+        raise InvalidArgument(field, f"must be True or False, not {shown(value)}")
+    return value
 
 
 def validate_expect(

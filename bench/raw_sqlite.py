@@ -21,7 +21,9 @@ import orjson
 
 NAMESPACE = uuid.UUID("6d1f3c0e-4a57-5b8e-9a40-2f1e8c7d9b63")
 TOPIC = "imageledger:Image.Registered"
-VIEW_COLUMNS = "namespace, name, target, labels, created_at, updated_at, version, live"
+VIEW_COLUMNS = (
+    "namespace, name, target, labels, created_at, updated_at, version, live, immutable"
+)
 REBUILD_BATCH = 5000
 
 _INSERT_EVENT = "INSERT INTO stored_events VALUES (?,?,?,?)"
@@ -29,11 +31,11 @@ _INSERT_EVENT = "INSERT INTO stored_events VALUES (?,?,?,?)"
 
 def _upsert(table: str) -> str:
     return (
-        f"INSERT INTO {table} VALUES (?,?,?,?,?,?,?,?,?,?) "
+        f"INSERT INTO {table} VALUES (?,?,?,?,?,?,?,?,?,?,?) "
         "ON CONFLICT (namespace, name) DO UPDATE SET digest=excluded.digest, "
         "media_type=excluded.media_type, target=excluded.target, "
         "labels=excluded.labels, updated_at=excluded.updated_at, "
-        "version=excluded.version, live=excluded.live"
+        "version=excluded.version, live=excluded.live, immutable=excluded.immutable"
     )
 
 
@@ -43,6 +45,7 @@ def _view_table(table: str) -> str:
         "digest TEXT NOT NULL, media_type TEXT NOT NULL, target TEXT NOT NULL, "
         "labels TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, "
         "version INTEGER NOT NULL, live INTEGER NOT NULL, "
+        "immutable INTEGER NOT NULL DEFAULT 0, "
         "PRIMARY KEY (namespace, name)) WITHOUT ROWID"
     )
 
@@ -91,6 +94,7 @@ def _rows(
         now,
         version,
         1,
+        0,
     )
     return event, view
 
@@ -203,6 +207,7 @@ def rebuild(connection: sqlite3.Connection) -> int:
                     event["timestamp"],
                     version,
                     1,
+                    int(event.get("immutable", False)),
                 )
             )
         connection.executemany(upsert, rows)

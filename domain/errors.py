@@ -38,6 +38,46 @@ class Conflict(ImageLedgerError):
     """A conditional write found the image in another state than expected."""
 
 
+class ImmutableImage(Conflict):
+    """A write that would move or (without force) delete an immutable name.
+
+    `digest` is what the name is bound to; `target` the digest the refused
+    register asked for (None for a refused delete); both add the media type
+    and size when the digests are equal and only those differ. `force` is how the
+    caller says "force" in the hint: ``force=True``, or ``--force`` on the
+    command line.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        digest: str,
+        *,
+        target: str | None = None,
+        force: str = "force=True",
+    ) -> None:
+        refused = (
+            f"delete it with {force}"
+            if target is None
+            else f"it cannot point at {target}"
+        )
+        super().__init__(
+            f'image "{name}" in namespace "{namespace}" is immutable at {digest}; '
+            + refused
+        )
+        self.name = name
+        self.namespace = namespace
+        self.digest = digest
+        self.target = target
+
+    def hinting(self, force: str) -> ImmutableImage:
+        """The same refusal, naming the option that forces a delete as `force`."""
+        return ImmutableImage(
+            self.name, self.namespace, self.digest, target=self.target, force=force
+        )
+
+
 def shown(value: object, limit: int = 40) -> str:
     """`value` as an error message shows it: bounded, whatever the caller passed.
 

@@ -3,6 +3,12 @@
 A name's stream starts with its first `Registered` (the created event, as
 eventsourcing needs one) and continues through deletes and re-registrations:
 a deleted name registered again continues the same stream.
+
+A name registered with `immutable=True` is write-once: it stays bound to that
+content (media type, digest and size) for ever, through deletes too. It may be
+registered again at the same content (with other labels, annotations or other
+descriptive fields of the descriptor), never at other content, and it is
+deleted only by force.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import AggregateEvent, BaseAggregate
 
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.errors import ImageNotFound
+from imageledger.domain.errors import ImageNotFound, ImmutableImage
 
 # Fixed for ever: image ids are uuid5(IMAGE_ID_NAMESPACE, "namespace/name"), so
 # two writers of one name, in any process or on any host, meet on one stream.
@@ -40,6 +46,7 @@ class Image(BaseAggregate[UUID]):
     target: Descriptor
     labels: dict[str, str]
     live: bool
+    immutable: bool
     created_at: datetime
 
     @staticmethod
@@ -60,12 +67,19 @@ class Image(BaseAggregate[UUID]):
 
     @dataclass(frozen=True)
     class Registered(Event):
-        """The name now points at `target`, with `labels`."""
+        """The name now points at `target`, with `labels`.
+
+        `immutable`: the name is bound to this content for ever. Once one
+        event of a stream carries it, every later `Registered` does too.
+        """
 
         TOPIC = "imageledger:Image.Registered"
 
         target: Descriptor
         labels: dict[str, str]
+        # Last, with a default: events stored before write-once names have no
+        # such field, and the mapper stores it only when true.
+        immutable: bool = False
 
         def mutate(self, aggregate: Any) -> Any:
             if aggregate is None:  # the first event of the stream creates it
@@ -87,12 +101,19 @@ class Image(BaseAggregate[UUID]):
             image.target = self.target
             image.labels = dict(self.labels)
             image.live = True
+            image.immutable = self.immutable
 
     @dataclass(frozen=True)
     class Deleted(Event):
-        """The name no longer exists (its stream may continue later)."""
+        """The name no longer exists (its stream may continue later).
+
+        `forced`: the name was immutable and the delete overrode that. The
+        binding survives: the name can come back only at the same content.
+        """
 
         TOPIC = "imageledger:Image.Deleted"
+
+        forced: bool = False  # stored only when true, as Registered.immutable
 
         def apply(self, aggregate: Any) -> None:
             cast(Image, aggregate).live = False
@@ -107,6 +128,7 @@ class Image(BaseAggregate[UUID]):
         labels: dict[str, str],
         actor: str,
         reason: str | None,
+        immutable: bool = False,
     ) -> Image:
         """Start the stream of a name that has never been registered."""
         event = cls.Registered(
@@ -119,6 +141,7 @@ class Image(BaseAggregate[UUID]):
             reason=reason,
             target=target,
             labels=dict(labels),
+            immutable=immutable,
         )
         image = cast(Image, event.mutate(None))
         image.pending_events.append(event)
@@ -137,6 +160,7 @@ class Image(BaseAggregate[UUID]):
         live: bool,
         created_at: datetime,
         updated_at: datetime,
+        immutable: bool = False,
     ) -> Image:
         """Rebuild the aggregate from a known state at `version` (a snapshot)."""
         image = cls.__new__(cls)
@@ -149,6 +173,7 @@ class Image(BaseAggregate[UUID]):
         image.namespace, image.name = namespace, name
         image.target, image.labels = target, dict(labels)
         image.live, image.created_at = live, created_at
+        image.immutable = immutable
         return image
 
     def _next_timestamp(self) -> datetime:
@@ -165,9 +190,29 @@ class Image(BaseAggregate[UUID]):
         *,
         actor: str,
         reason: str | None,
+        immutable: bool = False,
     ) -> bool:
-        """Point the name at `target`; return False when that changes nothing."""
-        if self.live and target == self.target and labels == self.labels:
+        """Point the name at `target`; return False when that changes nothing.
+
+        `immutable` binds the name to `target`'s content for ever. An immutable
+        name (live or deleted) may be registered again at its content only:
+        any other target raises ImmutableImage and writes nothing.
+        """
+        if self.immutable:
+            if not same_content(target, self.target):
+                raise ImmutableImage(
+                    self.name,
+                    self.namespace,
+                    _content(self.target, target),
+                    target=_content(target, self.target),
+                )
+            immutable = True  # once bound, always bound
+        if (
+            self.live
+            and immutable == self.immutable
+            and target == self.target
+            and labels == self.labels
+        ):
             return False
         self.trigger_event(
             self.Registered,
@@ -178,13 +223,24 @@ class Image(BaseAggregate[UUID]):
             reason=reason,
             target=target,
             labels=dict(labels),
+            immutable=immutable,
         )
         return True
 
     def delete(
-        self, *, actor: str, reason: str | None, if_digest: str | None = None
+        self,
+        *,
+        actor: str,
+        reason: str | None,
+        if_digest: str | None = None,
+        force: bool = False,
     ) -> None:
-        """Delete the name; with `if_digest`, only while it points at that digest."""
+        """Delete the name; with `if_digest`, only while it points at that digest.
+
+        An immutable name is deleted only with `force` (else ImmutableImage);
+        its event then records that it was forced. `force` on a name that is
+        not immutable has nothing to override and is not recorded.
+        """
         if not self.live:
             raise ImageNotFound(self.name, self.namespace)
         if if_digest is not None and self.target.digest != if_digest:
@@ -193,6 +249,8 @@ class Image(BaseAggregate[UUID]):
                 self.namespace,
                 f"it points at {self.target.digest}, not {if_digest}",
             )
+        if self.immutable and not force:
+            raise ImmutableImage(self.name, self.namespace, self.target.digest)
         self.trigger_event(
             self.Deleted,
             timestamp=self._next_timestamp(),
@@ -200,4 +258,23 @@ class Image(BaseAggregate[UUID]):
             name=self.name,
             actor=actor,
             reason=reason,
+            forced=self.immutable,
         )
+
+
+def same_content(a: Descriptor, b: Descriptor) -> bool:
+    """Whether two descriptors name the same bytes, read the same way.
+
+    What an immutable name is bound to. The other fields of a descriptor
+    (annotations, urls, platform, artifactType, embedded data) describe
+    those bytes or where to find them, and may change like labels.
+    """
+    return a.digest == b.digest and a.media_type == b.media_type and a.size == b.size
+
+
+def _content(descriptor: Descriptor, other: Descriptor) -> str:
+    """`descriptor`'s content as a refusal names it: its digest, and its media
+    type and size too when the digest is `other`'s (only those differ)."""
+    if descriptor.digest != other.digest:
+        return descriptor.digest
+    return f"{descriptor.digest} ({descriptor.media_type}, {descriptor.size} bytes)"

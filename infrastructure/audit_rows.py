@@ -9,7 +9,10 @@ from imageledger.domain.image import Image as ImageAggregate
 from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.audit import AuditRow, Bound, LogQuery, audit_fold, micros
 
-COLUMNS = "position, namespace, name, version, kind, digest, timestamp, actor, since"
+COLUMNS = (
+    "position, namespace, name, version, kind, digest, timestamp, actor, since, "
+    "immutable"
+)
 """The columns of an index row, in `AuditRow`'s order."""
 
 LAST = 2**63 - 1

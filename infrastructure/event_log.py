@@ -181,4 +181,5 @@ def _restore(stream: UUID, state: CurrentImage) -> Image:
         live=state.live,
         created_at=current.created_at,
         updated_at=current.updated_at,
+        immutable=current.immutable,
     )

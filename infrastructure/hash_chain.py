@@ -8,7 +8,8 @@ of the stored row, each preceded by its length as 8 bytes big-endian:
 2. the version, in decimal ASCII;
 3. the topic, UTF-8;
 4. the state, exactly the bytes stored (JSON holding namespace, name, timestamp,
-   actor, reason and, for a registration, target and labels).
+   actor, reason and, for a registration, target and labels; `immutable` or
+   `forced` only when true).
 
 So a third party hashes what is on disk, without parsing anything. Nothing here
 touches a database: recorders compute links with `link`, and `ChainWalk`

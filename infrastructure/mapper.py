@@ -3,6 +3,10 @@
 Topics read from storage are looked up in `EVENT_CLASSES`, never imported: a
 hostile or damaged database cannot make us load a module. Event state is JSON
 (orjson, sorted keys), descriptors in their OCI JSON form.
+
+The flags of write-once names (`immutable` on a registration, `forced` on a
+delete) are stored only when true: every event without them keeps the bytes
+it had before they existed, and so its link in the hash chain.
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ _FIELDS: dict[type[Image.Event], frozenset[str]] = {
     Image.Registered: frozenset((*_COMMON_FIELDS, "labels", "target")),
     Image.Deleted: frozenset(_COMMON_FIELDS),
 }
+# Each kind's flag, stored only when true (see the module's docstring).
+_FLAGS: dict[type[Image.Event], str] = {
+    Image.Registered: "immutable",
+    Image.Deleted: "forced",
+}
+_FLAGGED_FIELDS = {cls: _FIELDS[cls] | {flag} for cls, flag in _FLAGS.items()}
 
 
 def _encode_default(value: object) -> Any:
@@ -57,6 +67,12 @@ def _string(value: object) -> str:
     return value
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, found {type(value).__name__}")
+    return value
+
+
 def _labels(value: object) -> dict[str, str]:
     if value == {}:  # most images have none
         return {}
@@ -75,6 +91,8 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "timestamp": lambda v: datetime.fromisoformat(_string(v)),
     "labels": _labels,
     "target": Descriptor.from_oci,
+    "immutable": _flag,
+    "forced": _flag,
 }
 
 
@@ -86,6 +104,8 @@ class LedgerMapper(Mapper[UUID]):
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         state = dict(vars(domain_event))
+        if not state.get(_FLAGS[type(domain_event)], True):
+            del state[_FLAGS[type(domain_event)]]
         originator_id = state.pop("originator_id")
         originator_version = state.pop("originator_version")
         return StoredEvent(
@@ -104,9 +124,12 @@ class LedgerMapper(Mapper[UUID]):
             )
         try:
             raw = self.transcoder.decode(stored_event.state)
-            if not isinstance(raw, dict) or raw.keys() != _FIELDS[cls]:
+            if not isinstance(raw, dict) or (
+                raw.keys() != _FIELDS[cls] and raw.keys() != _FLAGGED_FIELDS[cls]
+            ):
                 raise TypeError("its fields are not those of " + cls.TOPIC)
             state = {key: _DECODERS[key](value) for key, value in raw.items()}
+            state.setdefault(_FLAGS[cls], False)
             originator_id = stored_event.originator_id
             state["originator_id"] = (
                 originator_id

@@ -94,7 +94,8 @@ class PostgresAuditIndex(AuditIndex):
             "digest text, "  # the target's digest; NULL for a delete
             "timestamp bigint NOT NULL, "  # microseconds since the epoch, UTC
             "actor text NOT NULL, "
-            "since bigint NOT NULL)",  # when the name's current life began
+            "since bigint NOT NULL, "  # when the name's current life began
+            "immutable boolean NOT NULL)",  # bound to its content after the event
             table,
         )
 
@@ -322,7 +323,7 @@ class PostgresAuditIndex(AuditIndex):
             rows.append(row)
         insert = self._sql(
             f"INSERT INTO {{table}} ({COLUMNS}) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             table,
         )
         if len(rows) == 1:

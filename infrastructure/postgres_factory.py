@@ -57,8 +57,7 @@ class LedgerPostgresFactory(PostgresFactory):
             if state is DatabaseState.NEW:
                 self._initialize()
             elif state is DatabaseState.OLDER:
-                with self.datastore.transaction(commit=True) as c:
-                    upgrade(c, self.location, self.audit_index.create_statements())
+                self._upgrade()
             self.datastore.register_type_adapters()
             if state is not DatabaseState.NEW:
                 self.current_view.catch_up()
@@ -102,3 +101,16 @@ class LedgerPostgresFactory(PostgresFactory):
         ]
         with self.datastore.transaction(commit=True) as c:
             initialize(c, self.location, statements)
+
+    def _upgrade(self) -> None:
+        # Every step from the store's schema to ours, in one transaction.
+        steps = {
+            # The audit index (created empty: opening folds the log into it,
+            # as into any view that is behind) and immutable names.
+            2: [
+                *self.audit_index.create_statements(),
+                self.current_view.add_immutable_column(),
+            ],
+        }
+        with self.datastore.transaction(commit=True) as c:
+            upgrade(c, self.location, steps)

@@ -10,7 +10,7 @@ and is refused untouched (use an empty database, or `?schema=NAME` in the URL).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import Cursor, sql
@@ -20,7 +20,7 @@ from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.postgres_datastore import PostgresLocation
 
-SCHEMA_VERSION = 2  # 2: the audit index
+SCHEMA_VERSION = 2  # 1: the first release; 2: the audit index, immutable names
 MARKER_TABLE = "imageledger_store"
 
 _TABLES = (
@@ -49,13 +49,7 @@ def inspect_database(c: Cursor[DictRow], location: PostgresLocation) -> Database
             f"(schema {location.schema!r} has tables {shown}); use an empty "
             "database, or a schema of its own with ?schema=NAME in the URL"
         )
-    c.execute(
-        sql.SQL("SELECT schema_version FROM {}.{}").format(
-            sql.Identifier(location.schema), sql.Identifier(MARKER_TABLE)
-        )
-    )
-    row = c.fetchone()
-    version = 0 if row is None else int(row["schema_version"])
+    version = _stored_version(c, location)
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"PostgreSQL at {location.where} was written by a newer imageledger "
@@ -72,13 +66,33 @@ def inspect_database(c: Cursor[DictRow], location: PostgresLocation) -> Database
     return DatabaseState.STORE if version == SCHEMA_VERSION else DatabaseState.OLDER
 
 
+def _stored_version(c: Cursor[DictRow], location: PostgresLocation) -> int:
+    c.execute(
+        sql.SQL("SELECT schema_version FROM {}.{}").format(
+            sql.Identifier(location.schema), sql.Identifier(MARKER_TABLE)
+        )
+    )
+    row = c.fetchone()
+    return 0 if row is None else int(row["schema_version"])
+
+
+def _take_turns(c: Cursor[DictRow], location: PostgresLocation) -> None:
+    # An advisory lock, held to the end of the transaction: processes that
+    # create or upgrade the same store at once take turns, and each looks
+    # again once it has the lock.
+    c.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(%s))",
+        (f"imageledger:{location.schema}",),
+    )
+
+
 def initialize(
     c: Cursor[DictRow], location: PostgresLocation, statements: Sequence[Any]
 ) -> None:
     """Create the store in the open transaction, unless a racer already did.
 
-    An advisory lock, held to the end of the transaction, makes processes that
-    create the same store at once take turns; each looks again once it has it.
+    Processes that create the same store at once take turns (an advisory
+    lock); each looks again once it has its turn.
     """
     _take_turns(c, location)
     if inspect_database(c, location) is not DatabaseState.NEW:
@@ -101,28 +115,25 @@ def initialize(
 
 
 def upgrade(
-    c: Cursor[DictRow], location: PostgresLocation, audit_statements: Sequence[Any]
+    c: Cursor[DictRow],
+    location: PostgresLocation,
+    steps: Mapping[int, Sequence[Any]],
 ) -> None:
-    """Bring an older store to this schema in the open transaction, unless a
-    racer already did. Schema 1 had no audit index: it is created empty, and
-    opening folds the log into it as into any view that is behind."""
+    """Upgrade an older store to this schema in the open transaction, unless a
+    racer already did.
+
+    `steps[v]` are the statements that take schema v - 1 to v. Processes that
+    open the store at once take turns (the advisory lock of `initialize`).
+    """
     _take_turns(c, location)
     if inspect_database(c, location) is not DatabaseState.OLDER:
         return
-    for statement in audit_statements:
-        c.execute(statement)
+    for version in range(_stored_version(c, location) + 1, SCHEMA_VERSION + 1):
+        for statement in steps[version]:
+            c.execute(statement)
     c.execute(
         sql.SQL("UPDATE {}.{} SET schema_version = %s").format(
             sql.Identifier(location.schema), sql.Identifier(MARKER_TABLE)
         ),
         (SCHEMA_VERSION,),
-    )
-
-
-def _take_turns(c: Cursor[DictRow], location: PostgresLocation) -> None:
-    # An advisory lock, held to the end of the transaction, makes processes
-    # that create or upgrade the same store at once take turns.
-    c.execute(
-        "SELECT pg_advisory_xact_lock(hashtext(%s))",
-        (f"imageledger:{location.schema}",),
     )

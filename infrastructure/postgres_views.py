@@ -55,6 +55,7 @@ def _image(row: DictRow) -> Image:
             "created_at": datetime.fromisoformat(row["created_at"]),
             "updated_at": datetime.fromisoformat(row["updated_at"]),
             "version": row["version"],
+            "immutable": row["immutable"],
         },
     )
 
@@ -72,6 +73,7 @@ def _row_params(state: CurrentImage) -> tuple[Any, ...]:
         image.updated_at.isoformat(),
         image.version,
         state.live,
+        image.immutable,
     )
 
 
@@ -131,6 +133,16 @@ class PostgresCurrentView(CurrentView):
             self._sql(f"INSERT INTO {{tracking}} VALUES ('{VIEW_NAME}', 0)"),
         ]
 
+    def add_immutable_column(self) -> Composed:
+        """The upgrade of schema 1's view to schema 2: write-once names.
+
+        False for every existing row is exact: no event before schema 2 can
+        carry the flag.
+        """
+        return self._sql(
+            "ALTER TABLE {table} ADD COLUMN immutable boolean NOT NULL DEFAULT false"
+        )
+
     def _create_table(self, table: str) -> Composed:
         return self._sql(
             "CREATE TABLE {table} ("
@@ -144,6 +156,8 @@ class PostgresCurrentView(CurrentView):
             "updated_at text NOT NULL, "
             "version bigint NOT NULL, "
             "live boolean NOT NULL, "
+            # Last, as the upgrade from schema 1 adds it (add_immutable_column).
+            "immutable boolean NOT NULL DEFAULT false, "
             "CONSTRAINT {pkey} PRIMARY KEY (namespace, name))",
             table,
         )
@@ -344,13 +358,13 @@ class PostgresCurrentView(CurrentView):
             states[key] = fold(states[key], event)
         upsert = self._sql(
             "INSERT INTO {table} (namespace, name, digest, media_type, target, "
-            "labels, created_at, updated_at, version, live) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "labels, created_at, updated_at, version, live, immutable) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (namespace, name) DO UPDATE SET digest=excluded.digest, "
             "media_type=excluded.media_type, target=excluded.target, "
             "labels=excluded.labels, created_at=excluded.created_at, "
             "updated_at=excluded.updated_at, version=excluded.version, "
-            "live=excluded.live",
+            "live=excluded.live, immutable=excluded.immutable",
             table,
         )
         params = [_row_params(state) for state in states.values() if state is not None]

@@ -62,7 +62,8 @@ def _create_table(table: str) -> str:
         "digest TEXT, "  # the target's digest; NULL for a delete
         "timestamp INTEGER NOT NULL, "  # microseconds since the epoch, UTC
         "actor TEXT NOT NULL, "
-        "since INTEGER NOT NULL)"  # when the name's current life began
+        "since INTEGER NOT NULL, "  # when the name's current life began
+        "immutable INTEGER NOT NULL)"  # bound to its content after the event
     )
 
 
@@ -88,7 +89,19 @@ def create_statements() -> list[str]:
 
 
 def _row(row: Any) -> AuditRow:
-    return AuditRow(*row[:9])
+    position, namespace, name, version, kind, digest, timestamp, actor, since = row[:9]
+    return AuditRow(
+        position,
+        namespace,
+        name,
+        version,
+        kind,
+        digest,
+        timestamp,
+        actor,
+        since,
+        bool(row[9]),
+    )
 
 
 class SQLiteAuditIndex(AuditIndex):
@@ -283,7 +296,7 @@ class SQLiteAuditIndex(AuditIndex):
             previous[key] = row
             rows.append(row)
         c.executemany(
-            f"INSERT INTO {table} ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows
+            f"INSERT INTO {table} ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows
         )
 
     def _last_row(

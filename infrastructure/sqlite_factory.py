@@ -24,11 +24,14 @@ from imageledger.infrastructure.sqlite_schema import (
     initialize,
     inspect_file,
     judge_in_transaction,
-    schema_version,
     set_schema_version,
     sqlite_uri,
+    stored_version,
 )
-from imageledger.infrastructure.sqlite_views import SQLiteCurrentView
+from imageledger.infrastructure.sqlite_views import (
+    ADD_IMMUTABLE_COLUMN,
+    SQLiteCurrentView,
+)
 from imageledger.infrastructure.store_factory import Progress
 
 
@@ -101,16 +104,16 @@ class LedgerSQLiteFactory(SQLiteFactory):
             return initialize(c, str(self.path), statements)
 
     def _upgrade(self) -> None:
-        # In one write transaction, unless another process has just done it.
-        # Schema 1 had no hash chain: link the events already in the log.
-        # Schema 2 had no audit index: create it empty (opening folds the log
-        # into it, as into any view that is behind).
+        # Every step from the file's schema to ours, in one write transaction,
+        # unless another process has just done it.
         with self.datastore.transaction(commit=True) as c:
             if judge_in_transaction(c, str(self.path)) is FileState.OLDER:
-                version = schema_version(c)
-                if version < 2:
+                version = stored_version(c)
+                if version < 2:  # no hash chain: link the events already in the log
                     add_chain(c)
-                if version < 3:
+                if version < 3:  # no audit index (opening folds the log into
+                    # it, as into any view that is behind), no immutable names
                     for statement in sqlite_audit.create_statements():
                         c.execute(statement)
+                    c.execute(ADD_IMMUTABLE_COLUMN)
                 set_schema_version(c)

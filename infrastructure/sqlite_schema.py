@@ -17,7 +17,9 @@ from eventsourcing.sqlite import SQLiteCursor
 from imageledger.infrastructure.errors import StoreError
 
 APPLICATION_ID = 0x494C4447  # "ILDG"
-SCHEMA_VERSION = 3  # 2: the hash chain (event_chain); 3: the audit index
+SCHEMA_VERSION = (
+    3  # 2: the hash chain (event_chain); 3: the audit index, immutable names
+)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -154,8 +156,8 @@ def initialize(c: SQLiteCursor, where: str, statements: list[str]) -> FileState:
     return state
 
 
-def schema_version(c: SQLiteCursor) -> int:
-    """The schema version the store was written with, read in `c`'s transaction."""
+def stored_version(c: SQLiteCursor) -> int:
+    """The schema version the file is marked with, read in the caller's transaction."""
     c.execute("PRAGMA user_version")
     return int(c.fetchone()[0])
 

@@ -62,19 +62,29 @@ def create_table_statement(table: str) -> str:
         "updated_at TEXT NOT NULL, "
         "version INTEGER NOT NULL, "
         "live INTEGER NOT NULL, "
+        # Last, where the upgrade from schema 2 adds it (ADD_IMMUTABLE_COLUMN).
+        "immutable INTEGER NOT NULL DEFAULT 0, "
         "PRIMARY KEY (namespace, name)) WITHOUT ROWID"
     )
+
+
+# Schema 3: write-once names. 0 for every existing row is exact: no event
+# written before schema 3 can carry the flag.
+ADD_IMMUTABLE_COLUMN = (
+    f"ALTER TABLE {TABLE} ADD COLUMN immutable INTEGER NOT NULL DEFAULT 0"
+)
 
 
 def _upsert_statement(table: str) -> str:
     return (
         f"INSERT INTO {table} (namespace, name, digest, media_type, target, labels, "
-        "created_at, updated_at, version, live) VALUES (?,?,?,?,?,?,?,?,?,?) "
+        "created_at, updated_at, version, live, immutable) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?) "
         "ON CONFLICT (namespace, name) DO UPDATE SET digest=excluded.digest, "
         "media_type=excluded.media_type, target=excluded.target, "
         "labels=excluded.labels, created_at=excluded.created_at, "
         "updated_at=excluded.updated_at, version=excluded.version, "
-        "live=excluded.live"
+        "live=excluded.live, immutable=excluded.immutable"
     )
 
 

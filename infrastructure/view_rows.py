@@ -1,7 +1,8 @@
 """A current-view row and the fold state it holds, both ways.
 
 A row is the columns namespace, name, target, labels, created_at, updated_at,
-version and live, in that order (plus digest and media_type when written):
+version, live and immutable, in that order (plus digest and media_type when
+written):
 JSON text for target and labels, RFC 3339 text for the times, so that the
 rows are plain and equal on every backend.
 """
@@ -18,7 +19,9 @@ from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.current_view import CurrentImage, Image
 
-READ_COLUMNS = "namespace, name, target, labels, created_at, updated_at, version, live"
+READ_COLUMNS = (
+    "namespace, name, target, labels, created_at, updated_at, version, live, immutable"
+)
 """The columns a row is read with, in the order `state_from_row` expects."""
 
 ALL_COLUMNS = (
@@ -32,6 +35,7 @@ ALL_COLUMNS = (
     "updated_at",
     "version",
     "live",
+    "immutable",  # schema 3 (SQLite), 2 (PostgreSQL): write-once names
 )
 """Every column of a view row, in the order `row_params` writes them."""
 
@@ -56,6 +60,7 @@ def row_params(state: CurrentImage) -> tuple[Any, ...]:
         else image.updated_at.isoformat(),
         image.version,
         int(state.live),
+        int(image.immutable),
     )
 
 
@@ -93,6 +98,7 @@ def _trusted_image(row: Any) -> Image:
             if row[5] == row[4]
             else datetime.fromisoformat(row[5]),
             "version": row[6],
+            "immutable": bool(row[8]),
         },
         set(_IMAGE_FIELDS),  # none of them is ever None
     )

@@ -40,13 +40,21 @@ class AuditEntry(BaseModel):
     timestamp: datetime
     actor: str
     reason: str | None
+    immutable: bool = False
+    """Whether the name is immutable after this event (a delete of an immutable
+    name is always forced, and leaves it bound)."""
+    forced: bool = False
+    """A delete that overrode the name's immutability."""
 
 
 def audit_entry(position: int, event: ImageAggregate.Event) -> AuditEntry:
     """The audit entry of `event`, stored at log `position`."""
-    target, labels = None, None
+    target, labels, immutable, forced = None, None, False, False
     if isinstance(event, ImageAggregate.Registered):
         target, labels = event.target, dict(event.labels)
+        immutable = event.immutable
+    elif isinstance(event, ImageAggregate.Deleted):
+        immutable = forced = event.forced
     return AuditEntry.model_construct(
         position=position,
         namespace=event.namespace,
@@ -58,6 +66,8 @@ def audit_entry(position: int, event: ImageAggregate.Event) -> AuditEntry:
         timestamp=event.timestamp,
         actor=event.actor,
         reason=event.reason,
+        immutable=immutable,
+        forced=forced,
     )
 
 
@@ -92,6 +102,7 @@ class AuditRow(NamedTuple):
     timestamp: int
     actor: str
     since: int
+    immutable: bool
 
 
 def audit_fold(
@@ -102,6 +113,7 @@ def audit_fold(
     if isinstance(event, ImageAggregate.Registered):
         kind: Kind = "registered"
         digest: str | None = event.target.digest
+        immutable = event.immutable
         since = (
             previous.since
             if previous is not None and previous.kind == "registered"
@@ -114,6 +126,7 @@ def audit_fold(
                 "deleted before it was registered"
             )
         kind, digest, since = "deleted", None, previous.since
+        immutable = previous.immutable
     else:
         raise TypeError(f"not an image event: {type(event).__name__}")
     return AuditRow(
@@ -126,6 +139,7 @@ def audit_fold(
         timestamp,
         event.actor,
         since,
+        immutable,
     )
 
 

@@ -34,6 +34,8 @@ class Image(BaseModel):
     created_at: datetime
     updated_at: datetime
     version: int
+    immutable: bool = False
+    """Write-once: the name is bound to its target's content for ever."""
 
 
 _IMAGE_FIELDS = frozenset(Image.model_fields)
@@ -69,6 +71,7 @@ def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImag
                 "created_at": created_at,
                 "updated_at": event.timestamp,
                 "version": event.originator_version,
+                "immutable": event.immutable,
             },
             set(_IMAGE_FIELDS),  # none is ever None
         )

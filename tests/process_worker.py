@@ -68,6 +68,19 @@ def register(db: str, name: str, number: int, gate: bool) -> None:
         emit(written(store.register(name, descriptor(number), {"n": str(number)})))
 
 
+def attempt(db: str, name: str, number: int, immutable: bool, gate: bool) -> None:
+    """Register NAME at descriptor(N); print the image, or {"refused": message}
+    when the store refuses it with a Conflict (an immutable name, say)."""
+    with ImageStore.open(db) as store:
+        wait_for_go(gate)
+        try:
+            image = store.register(name, descriptor(number), immutable=immutable)
+        except Conflict as e:
+            emit({"refused": str(e)})
+        else:
+            emit(written(image) | {"immutable": image.immutable})
+
+
 def get(db: str, name: str, gate: bool) -> None:
     with ImageStore.open(db) as store:
 
@@ -198,6 +211,10 @@ def parser() -> argparse.ArgumentParser:
     sub = mode("register", register, "register NAME at descriptor(N), print the image")
     sub.add_argument("name")
     sub.add_argument("number", type=int)
+    sub = mode("attempt", attempt, "register NAME at descriptor(N), or say refused")
+    sub.add_argument("name")
+    sub.add_argument("number", type=int)
+    sub.add_argument("--immutable", action="store_true")
     sub = mode("get", get, "print the digest NAME points at, or NOTFOUND")
     sub.add_argument("name")
     sub = mode("upserts", upserts, "COUNT plain registers over NAMES, one line each")

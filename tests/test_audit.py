@@ -299,3 +299,25 @@ def test_as_of_list_takes_the_filters_list_takes(
     ]
     with pytest.raises(InvalidArgument, match="position"):
         past.list("name==")
+
+
+def test_log_and_where_show_write_once_names(store: ImageStore) -> None:
+    store.register("app:1.4.2", descriptor(1), actor="ci", immutable=True)
+    store.register("app:1.4.2", descriptor(1), {"scan": "ok"}, actor="ci")
+    store.delete("app:1.4.2", actor="ops", force=True)
+    store.register("app:1.4.3", descriptor(1), actor="ci")
+    entries = list(store.log(name="app:1.4.2"))
+    assert [(e.kind, e.immutable, e.forced) for e in entries] == [
+        ("registered", True, False),
+        ("registered", True, False),
+        ("deleted", True, True),
+    ]
+    assert [
+        (i.name, i.since_position, i.until_position, i.immutable)
+        for i in store.where(D1)
+    ] == [
+        ("app:1.4.2", 1, 3, True),
+        ("app:1.4.3", 4, None, False),
+    ]
+    assert store.as_of(2).get("app:1.4.2").immutable is True
+    assert state(store, 4) == store.replay(until=4)

@@ -73,8 +73,8 @@ def test_get_prints_a_table_with_version_and_labels(run: Run, location: str) -> 
     with ImageStore.open(location) as store:
         updated = when(store.get("app:prod").updated_at)
     expected = (
-        f"NAME      {'DIGEST':71}  {'MEDIATYPE':42}  SIZE  {'UPDATED':20}  VERSION  LABELS\n"
-        f"app:prod  {digest(1)}  {MANIFEST}  1001  {updated}  1        a=,team=web\n"
+        f"NAME      {'DIGEST':71}  {'MEDIATYPE':42}  SIZE  {'UPDATED':20}  VERSION  IMMUTABLE  LABELS\n"
+        f"app:prod  {digest(1)}  {MANIFEST}  1001  {updated}  1        no         a=,team=web\n"
     )
     assert ok(run("get", "app:prod")) == expected
     assert ok(run("inspect", "app:prod")) == expected
@@ -141,7 +141,8 @@ def test_json_get_list_and_history_round_trip_a_descriptor_exactly(
     assert got["target"] == RICH
     assert entries[0]["target"] == RICH
     assert set(got) == {
-        "namespace", "name", "target", "labels", "createdAt", "updatedAt", "version"
+        "namespace", "name", "target", "labels", "immutable", "createdAt",
+        "updatedAt", "version",
     }  # fmt: skip
 
 

@@ -97,6 +97,8 @@ def test_log_json_lines_are_audit_entries(
         "timestamp": moments[1].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "actor": "alice",
         "reason": "first",
+        "immutable": False,
+        "forced": False,
     }
 
 
@@ -114,7 +116,7 @@ def test_as_of_shows_the_images_or_one_image_as_they_were(
     assert (image["target"]["digest"], image["version"]) == (D2, 2)
     assert image["createdAt"] == moments[1].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     past = ok(run("as-of", "1", "app:prod")).splitlines()
-    assert past[1].split() == ["app:prod", D1, MANIFEST, "1001", t[1], "1", "-"]
+    assert past[1].split() == ["app:prod", D1, MANIFEST, "1001", t[1], "1", "no", "-"]
 
 
 def test_as_of_with_filters_lists_the_matching_images_of_then(
@@ -155,14 +157,14 @@ def test_where_lists_every_interval_a_digest_was_carried(
 ) -> None:
     t = {p: when(m) for p, m in moments.items()}
     assert ok(run("where", D1)) == (
-        "NAME      SINCE                 UNTIL                 POSITIONS\n"
-        f"app:prod  {t[1]}  {t[3]}  1..3\n"
-        f"app:dev   {t[2]}  {t[4]}  2..4\n"
+        "NAME      SINCE                 UNTIL                 POSITIONS  IMMUTABLE\n"
+        f"app:prod  {t[1]}  {t[3]}  1..3       no\n"
+        f"app:dev   {t[2]}  {t[4]}  2..4       no\n"
     )
     assert ok(run("where", D2, "-A")) == (
-        "NAMESPACE  NAME      SINCE                 UNTIL  POSITIONS\n"
-        f"default    app:prod  {t[3]}  -      3..\n"
-        f"team       app:prod  {t[5]}  -      5..\n"
+        "NAMESPACE  NAME      SINCE                 UNTIL  POSITIONS  IMMUTABLE\n"
+        f"default    app:prod  {t[3]}  -      3..        no\n"
+        f"team       app:prod  {t[5]}  -      5..        no\n"
     )
     lines = ok(run("--json", "where", D2)).splitlines()
     assert [json.loads(line) for line in lines] == [
@@ -173,9 +175,10 @@ def test_where_lists_every_interval_a_digest_was_carried(
             "until": None,
             "sincePosition": 3,
             "untilPosition": None,
+            "immutable": False,
         }
     ]
-    assert ok(run("where", digest(99))) == "NAME  SINCE  UNTIL  POSITIONS\n"
+    assert ok(run("where", digest(99))) == "NAME  SINCE  UNTIL  POSITIONS  IMMUTABLE\n"
 
 
 def test_diff_shows_added_removed_and_retargeted_names(

@@ -334,6 +334,7 @@ def test_a_schema_1_store_is_upgraded_by_indexing_its_log(postgres_url: str) -> 
         entries = list(store.log())
     sql(postgres_url, "DROP TABLE audit_index")
     sql(postgres_url, "DELETE FROM tracking WHERE application_name='audit_index'")
+    sql(postgres_url, "ALTER TABLE images DROP COLUMN immutable")
     sql(postgres_url, f"UPDATE {MARKER_TABLE} SET schema_version=1")
     with ImageStore.open(postgres_url) as store:
         assert list(store.log()) == entries

@@ -408,6 +408,7 @@ def test_processes_opening_a_schema_1_store_at_once_link_it_once(
         connection.execute("DROP TABLE event_chain")
         connection.execute("DROP TABLE audit_index")
         connection.execute("DELETE FROM tracking WHERE application_name='audit_index'")
+        connection.execute("ALTER TABLE images DROP COLUMN immutable")
         connection.execute("PRAGMA user_version=1")
     connection.close()
     command = [sys.executable, str(WORKER), "register", str(db)]

@@ -69,13 +69,15 @@ def test_the_readmes_first_command_prints_what_the_readme_shows(tmp_path: Path) 
     assert (tmp_path / "imageledger.db").exists()
 
 
-def test_the_readmes_command_line_tour_is_what_a_real_run_prints(
-    tmp_path: Path,
-) -> None:
-    tour = next(b for b in _code_blocks() if b.startswith("$ imageledger get"))
-    steps = re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", tour, flags=re.MULTILINE)
-    assert len(steps) == 21
-    _run_first_command(tmp_path)
+def _steps(block: str) -> list[tuple[str, str]]:
+    """The (command, output) pairs of a transcript: `$ command` lines and what follows."""
+    steps: list[tuple[str, str]] = re.findall(
+        r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", block, flags=re.MULTILINE
+    )
+    return steps
+
+
+def _replay(steps: list[tuple[str, str]], tmp_path: Path) -> None:
     last_code = 0
     for command, shown in steps:
         if command == "echo $?":
@@ -87,6 +89,29 @@ def test_the_readmes_command_line_tour_is_what_a_real_run_prints(
         result = _shell(command, tmp_path)
         last_code = result.returncode
         assert _timeless(result.stdout + result.stderr) == _timeless(shown), command
+
+
+def test_the_readmes_command_line_tour_is_what_a_real_run_prints(
+    tmp_path: Path,
+) -> None:
+    tour = next(b for b in _code_blocks() if b.startswith("$ imageledger get"))
+    steps = _steps(tour)
+    assert len(steps) == 21
+    _run_first_command(tmp_path)
+    _replay(steps, tmp_path)
+
+
+def test_the_readmes_write_once_names_example_is_what_a_real_run_prints(
+    tmp_path: Path,
+) -> None:
+    example = next(
+        b
+        for b in _code_blocks()
+        if b.startswith("$ imageledger register") and "--immutable" in b
+    )
+    steps = _steps(example)
+    assert len(steps) == 8
+    _replay(steps, tmp_path)
 
 
 def _chain_script() -> str:

@@ -240,11 +240,12 @@ def test_a_bad_location_is_refused(
 
 def _downgrade(path: Path, version: int) -> None:
     """Make the file what imageledger wrote at schema `version`: 1 had no hash
-    chain, 2 no audit index."""
+    chain; 2 no audit index and no column for immutable names."""
     connection = sqlite3.connect(path)
     with connection:
         connection.execute("DROP TABLE audit_index")
         connection.execute("DELETE FROM tracking WHERE application_name='audit_index'")
+        connection.execute("ALTER TABLE images DROP COLUMN immutable")
         if version < 2:
             connection.execute("DROP TABLE event_chain")
         connection.execute(f"PRAGMA user_version={version}")

@@ -368,7 +368,7 @@ def test_an_audit_index_row_without_an_event_is_found(
         location,
         (
             "INSERT INTO audit_index SELECT 100, namespace, name, version, kind, "
-            "digest, timestamp, actor, since FROM audit_index WHERE position=8",
+            "digest, timestamp, actor, since, immutable FROM audit_index WHERE position=8",
             (),
         ),
     )
@@ -387,7 +387,7 @@ def test_a_view_row_only_the_view_has_is_found(
         location,
         (
             "INSERT INTO images SELECT namespace, 'ghost:1', digest, media_type, "
-            "target, labels, created_at, updated_at, version, live FROM images "
+            "target, labels, created_at, updated_at, version, live, immutable FROM images "
             "WHERE name='db:1'",
             (),
         ),

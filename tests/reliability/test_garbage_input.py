@@ -128,6 +128,7 @@ REGISTER_VALID = {
     "actor": garbage.valid_actors,
     "reason": garbage.valid_reasons,
     "expect": garbage.valid_expects,
+    "immutable": st.booleans(),
 }
 REGISTER_JUNK = {
     "name": garbage.names,
@@ -137,6 +138,7 @@ REGISTER_JUNK = {
     "actor": garbage.actors,
     "reason": garbage.reasons,
     "expect": garbage.expects,
+    "immutable": garbage.values,
 }
 DELETE_VALID = {
     "name": garbage.valid_names,
@@ -145,6 +147,7 @@ DELETE_VALID = {
     "reason": garbage.valid_reasons,
     "if_digest": st.none(),
     "expect": st.sampled_from([None, 1, 2]),
+    "force": st.booleans(),
 }
 DELETE_JUNK = {
     "name": garbage.names,
@@ -153,6 +156,7 @@ DELETE_JUNK = {
     "reason": garbage.reasons,
     "if_digest": garbage.digests,
     "expect": garbage.expects,
+    "force": garbage.values,
 }
 READS: dict[str, Callable[..., Call]] = {
     "get": lambda name, namespace, **_: lambda s: s.get(name, namespace=namespace),
