@@ -14,11 +14,11 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 from eventsourcing.persistence import PersistenceError
 
-from imageledger import integrity
+from imageledger import integrity, transfer, watching
 from imageledger.batch import BatchItem, register_all, validate_items
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
@@ -286,6 +286,55 @@ class ImageStore:
         _validate_progress(progress)
         with storage_errors():
             return self._log.current_view_rebuild(progress)
+
+    # Moving and following the log.
+
+    def export_log(
+        self, file: IO[Any], *, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Write the whole log to `file` (binary, or text) as JSON lines, one
+        event a line with its chain link; return the number of events."""
+        _validate_progress(progress)
+        with storage_errors():
+            return transfer.export_log(self._log, file, progress)
+
+    def import_log(
+        self, file: IO[Any], *, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Replay an `export_log` file into this store, which must be empty;
+        return the number of events. Conflict if the store has events,
+        InvalidArgument naming the first bad line; nothing is written then."""
+        _validate_progress(progress)
+        with storage_errors():
+            return transfer.import_log(self._log, file, progress)
+
+    def watch(
+        self,
+        after: int | None = None,
+        *,
+        namespace: str | None = None,
+        filters: Iterable[str] = (),
+        poll_interval: float | None = None,
+    ) -> Iterator[AuditEntry]:
+        """Each event appended from now on, by any process, as it comes; with
+        `after`, the events after that position first. Only `namespace`'s when
+        given. Runs until closed. `poll_interval` (seconds) defaults to 0.2 on
+        SQLite; on PostgreSQL a NOTIFY wakes it and 2 s is the fallback.
+        """
+        if after is not None and (
+            not isinstance(after, int) or isinstance(after, bool) or after < 0
+        ):
+            raise InvalidArgument("after", "must be a log position (0 or more)")
+        if poll_interval is not None and not (
+            isinstance(poll_interval, (int, float)) and 0 < poll_interval <= 3600
+        ):
+            raise InvalidArgument("poll_interval", "must be seconds, up to 3600")
+        if namespace is not None:
+            namespace = validate_namespace(namespace)
+        match = watching.event_filter(namespace, builtins.list(filters))
+        return stream_with_storage_errors(
+            watching.watch(self._log, after, match, poll_interval)
+        )
 
     # Integrity.
 

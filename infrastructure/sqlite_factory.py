@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventsourcing.sqlite import SQLiteFactory
+from eventsourcing.sqlite import SQLiteCursor, SQLiteFactory
 from eventsourcing.utils import Environment
 
 from imageledger.infrastructure import sqlite_chain
@@ -25,6 +25,7 @@ from imageledger.infrastructure.sqlite_schema import (
     sqlite_uri,
 )
 from imageledger.infrastructure.sqlite_views import SQLiteCurrentView
+from imageledger.infrastructure.wakeups import Sleep, Wakeup
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
@@ -68,6 +69,18 @@ class LedgerSQLiteFactory(SQLiteFactory):
             self.current_view,
             checkpoint,
         )
+
+    def links(self, after: int, until: int) -> dict[int, bytes]:
+        """Stored chain links after `after` up to `until` (see sqlite_chain.links)."""
+        return sqlite_chain.links(self.current_view.datastore, after, until)
+
+    def count_events(self, cursor: SQLiteCursor) -> int:
+        """The number of events in the log, in `cursor`'s transaction."""
+        return sqlite_chain.count_events(cursor)
+
+    def wakeup(self) -> Wakeup:
+        """SQLite cannot notify: waiting for appends is sleeping between polls."""
+        return Sleep()
 
     def _initialize(self) -> FileState:
         statements = [
