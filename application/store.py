@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import getpass
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import IO, Any, Self
@@ -315,7 +315,7 @@ class ImageStore:
         namespace: str | None = None,
         filters: Iterable[str] = (),
         poll_interval: float | None = None,
-    ) -> Iterator[AuditEntry]:
+    ) -> Generator[AuditEntry, None, None]:
         """Each event appended from now on, by any process, as it comes; with
         `after`, the events after that position first. Only `namespace`'s when
         given. Runs until closed. `poll_interval` (seconds) defaults to 0.2 on
@@ -332,9 +332,12 @@ class ImageStore:
         if namespace is not None:
             namespace = validate_namespace(namespace)
         match = watching.event_filter(namespace, builtins.list(filters))
-        return stream_with_storage_errors(
-            watching.watch(self._log, after, match, poll_interval)
-        )
+
+        def entries() -> Generator[AuditEntry, None, None]:
+            with storage_errors():
+                yield from watching.watch(self._log, after, match, poll_interval)
+
+        return entries()
 
     # Integrity.
 

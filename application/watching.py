@@ -47,9 +47,10 @@ def watch(
         position = log.head() if after is None else after
         while True:
             if log.head() > position:
-                for position, event in log.read(after=position):
+                for recorded, event in log.read(after=position):
+                    position = recorded
                     if match(event):
-                        yield audit_entry(position, event)
+                        yield audit_entry(recorded, event)
             else:
                 wakeup.wait(interval)
     finally:

@@ -17,13 +17,13 @@ from imageledger.infrastructure.postgres_datastore import (
     connect,
     parse_url,
 )
+from imageledger.infrastructure.postgres_listen import PostgresListener
 from imageledger.infrastructure.postgres_recorder import LedgerPostgresRecorder
 from imageledger.infrastructure.postgres_schema import (
     DatabaseState,
     initialize,
     inspect_database,
 )
-from imageledger.infrastructure.postgres_listen import PostgresListener
 from imageledger.infrastructure.postgres_views import PostgresCurrentView
 from imageledger.infrastructure.wakeups import Wakeup
 

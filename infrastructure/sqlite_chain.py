@@ -75,9 +75,7 @@ def append_links(
     c.executemany(_INSERT_LINK, chain_links(previous, positions, stored_events))
 
 
-def links(
-    datastore: LedgerSQLiteDatastore, after: int, until: int
-) -> dict[int, bytes]:
+def links(datastore: LedgerSQLiteDatastore, after: int, until: int) -> dict[int, bytes]:
     """The stored links of the positions after `after` up to `until`, by position."""
     with datastore.transaction(commit=False) as c:
         c.execute(_LINKS_BETWEEN, (after, until))
