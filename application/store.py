@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import getpass
 import os
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import IO, Any, Self
@@ -315,11 +315,12 @@ class ImageStore:
         namespace: str | None = None,
         filters: Iterable[str] = (),
         poll_interval: float | None = None,
-    ) -> Generator[AuditEntry, None, None]:
-        """Each event appended from now on, by any process, as it comes; with
-        `after`, the events after that position first. Only `namespace`'s when
-        given. Runs until closed. `poll_interval` (seconds) defaults to 0.2 on
-        SQLite; on PostgreSQL a NOTIFY wakes it and 2 s is the fallback.
+    ) -> watching.Watch:
+        """Each event appended after this call, by any process, as it comes
+        (an iterator of AuditEntry that never ends; `close()` it); with `after`,
+        the events after that position first. Only `namespace`'s when given.
+        `poll_interval` (seconds) defaults to 0.2 on SQLite; on PostgreSQL a
+        NOTIFY wakes it and 2 s is the fallback.
         """
         if after is not None and (
             not isinstance(after, int) or isinstance(after, bool) or after < 0
@@ -332,12 +333,7 @@ class ImageStore:
         if namespace is not None:
             namespace = validate_namespace(namespace)
         match = watching.event_filter(namespace, builtins.list(filters))
-
-        def entries() -> Generator[AuditEntry, None, None]:
-            with storage_errors():
-                yield from watching.watch(self._log, after, match, poll_interval)
-
-        return entries()
+        return watching.Watch(self._log, after, match, poll_interval)
 
     # Integrity.
 

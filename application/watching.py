@@ -1,7 +1,7 @@
 """Following the log: each new event as it is appended, by any process.
 
-The watcher starts listening before it reads the head, so nothing committed
-after that read is missed; then it reads what is new whenever the log may have
+A watch starts listening before it reads the head, so nothing committed after
+that read is missed; then it reads what is new whenever the log may have
 grown: on SQLite after polling the head (an indexed MAX(rowid)) every fifth of
 a second, on PostgreSQL when the writer's NOTIFY arrives at its commit (with
 a poll every two seconds as a fallback).
@@ -9,21 +9,22 @@ a poll every two seconds as a fallback).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 from imageledger.domain.errors import InvalidArgument
 from imageledger.domain.image import Image
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.projections.audit import AuditEntry, audit_entry
+from imageledger.storage_errors import storage_errors
 
 Match = Callable[[Image.Event], bool]
 
 
 def event_filter(namespace: str | None, filters: Sequence[str]) -> Match:
-    """Which events the watcher shows: of `namespace` (None: every one), and
+    """Which events a watch shows: of `namespace` (None: every one), and
     matching `filters`."""
-    # The one place where filters apply to the watched events. containerd's
-    # filter syntax comes with `list`; until then filters are refused here.
+    # The one place where filters apply to watched events. containerd's filter
+    # syntax comes with `list`; until then filters are refused here.
     if filters:
         raise InvalidArgument(
             "filters", "are not supported by this version; watch without filters"
@@ -33,25 +34,48 @@ def event_filter(namespace: str | None, filters: Sequence[str]) -> Match:
     return lambda event: event.namespace == namespace
 
 
-def watch(
-    log: EventLog,
-    after: int | None,
-    match: Match,
-    poll_interval: float | None,
-) -> Iterator[AuditEntry]:
-    """Audit entries of the events after `after` (None: the head now), in log
-    order, as they are appended; never ends (close the iterator to stop)."""
-    wakeup = log.wakeup()  # first: an append after the head is read wakes it
-    try:
-        interval = wakeup.interval if poll_interval is None else poll_interval
-        position = log.head() if after is None else after
+class Watch(Iterator[AuditEntry]):
+    """Audit entries of the events after a position, in log order, as they are
+    appended; never ends. It starts at the head when it is made (or after the
+    position given); `close()` stops it and releases what it listens with."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        after: int | None,
+        match: Match,
+        poll_interval: float | None,
+    ) -> None:
+        with storage_errors():
+            self._wakeup = log.wakeup()  # first: an append after the head wakes it
+            try:
+                self._position = log.head() if after is None else after
+            except BaseException:
+                self._wakeup.close()
+                raise
+        self._log = log
+        self._match = match
+        self._interval = (
+            self._wakeup.interval if poll_interval is None else poll_interval
+        )
+        self._entries = self._follow()
+
+    def __next__(self) -> AuditEntry:
+        with storage_errors():
+            return next(self._entries)
+
+    def close(self) -> None:
+        """Stop watching."""
+        self._entries.close()
+        self._wakeup.close()
+
+    def _follow(self) -> Generator[AuditEntry, None, None]:
+        log = self._log
         while True:
-            if log.head() > position:
-                for recorded, event in log.read(after=position):
-                    position = recorded
-                    if match(event):
-                        yield audit_entry(recorded, event)
-            else:
-                wakeup.wait(interval)
-    finally:
-        wakeup.close()
+            if log.head() <= self._position:
+                self._wakeup.wait(self._interval)
+                continue
+            for position, event in log.read(after=self._position):
+                self._position = position
+                if self._match(event):
+                    yield audit_entry(position, event)
