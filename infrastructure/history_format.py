@@ -123,7 +123,9 @@ def decode_line(number: int, line: bytes | str) -> HistoryLine:
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as e:
-        raise InvalidArgument(f"line {number}", f"is not JSON ({e})") from None
+        raise InvalidArgument(
+            f"line {number}", f"is not JSON (an error at column {e.colno})"
+        ) from None
     if not isinstance(record, dict):
         raise InvalidArgument(f"line {number}", "is not a JSON object")
     try:
