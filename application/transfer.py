@@ -51,7 +51,7 @@ def export_log(log: EventLog, file: IO[Any], progress: Progress | None = None) -
     """
     write = _writer(file)
     head = log.head()  # later appends are not part of this export
-    done = 0
+    done, reported = 0, None
     events = log.read(until=head)
     while page := list(islice(events, PAGE)):
         links = log.links(page[0][0] - 1, page[-1][0])
@@ -60,8 +60,9 @@ def export_log(log: EventLog, file: IO[Any], progress: Progress | None = None) -
         done += len(page)
         if progress is not None:
             progress(done, max(head, done))
-    if progress is not None:
-        progress(done, max(head, done))
+            reported = done
+    if progress is not None and reported != done:  # an empty log
+        progress(done, done)
     return done
 
 

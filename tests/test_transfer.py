@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import subprocess
 import sys
 import uuid
@@ -526,3 +527,44 @@ def test_cli_export_to_an_unwritable_place_exits_1_and_leaves_no_file(
         f"Error: Could not open file {str(target)!r}"
     )
     assert not target.exists()
+
+
+def on_a_terminal(location: str, *args: str) -> tuple[int, bytes, bytes]:
+    """Run the script with stderr on a pseudo-terminal: (exit, stdout, drawn)."""
+    primary, secondary = pty.openpty()
+    try:
+        result = subprocess.run(
+            [str(SCRIPT), "--db", location, *args],
+            stderr=secondary,
+            stdout=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+        os.close(secondary)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(primary)
+    return result.returncode, result.stdout, drawn
+
+
+def test_cli_export_and_import_draw_progress_on_a_terminal_only(
+    location: str, tmp_path: Path, make_location: Callable[[str], str]
+) -> None:
+    with ImageStore.open(location) as store:
+        fill(store)
+    file = tmp_path / "history.jsonl"
+    code, out, drawn = on_a_terminal(location, "export", str(file))
+    assert (code, out) == (0, f"exported 8 events to {file}\n".encode())
+    assert drawn == b"\rexporting [" + b"#" * 30 + b"] 100%  8/8 events\r\n"
+    target = make_location("sqlite")
+    code, out, drawn = on_a_terminal(target, "import", str(file))
+    assert (code, out) == (0, b"imported 8 events\n")
+    assert drawn == b"\rimporting [" + b"#" * 30 + b"] 100%  8/8 events\r\n"
