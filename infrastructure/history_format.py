@@ -160,7 +160,7 @@ def _decode(number: int, record: dict[str, Any]) -> HistoryLine:
         "actor": validate_actor(record["actor"]),
         "reason": validate_reason(record["reason"]),
     }
-    if kind is Image.Registered:
+    if issubclass(kind, Image.Registered):
         fields["target"] = Descriptor.from_oci(record["target"])
         if not isinstance(record["labels"], dict):
             raise InvalidArgument("labels", "must be an object of strings")

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,10 @@ import pytest
 
 from conftest import INDEX, descriptor, digest, split_schema, with_schema
 from imageledger import ImageStore
+from imageledger.domain.descriptor import Descriptor
+from imageledger.domain.image import Image, image_id
 from imageledger.errors import Conflict, InvalidArgument
+from imageledger.infrastructure import history_format
 
 SCRIPT = Path(sys.executable).with_name("imageledger")
 CHAIN_DIFFERS = (
@@ -568,3 +573,45 @@ def test_cli_export_and_import_draw_progress_on_a_terminal_only(
     code, out, drawn = on_a_terminal(target, "import", str(file))
     assert (code, out) == (0, b"imported 8 events\n")
     assert drawn == b"\rimporting [" + b"#" * 30 + b"] 100%  8/8 events\r\n"
+
+
+@dataclass(frozen=True)
+class _Flagged(Image.Registered):
+    """A registration with a flag, as an event class may gain one later."""
+
+    immutable: bool = False
+
+
+def test_a_field_an_event_class_gains_later_passes_through_the_format(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = _Flagged(
+        originator_id=image_id("default", "a:1"),
+        originator_version=1,
+        timestamp=datetime(2026, 11, 28, 9, 30, tzinfo=UTC),
+        namespace="default",
+        name="a:1",
+        actor="ci",
+        reason=None,
+        target=Descriptor.from_oci(descriptor(1)),
+        labels={},
+        immutable=True,
+    )
+    line = history_format.encode_line(1, event, None)
+    assert line == (
+        b'{"position":1,"namespace":"default","name":"a:1","version":1,'
+        b'"kind":"registered","target":'
+        + json.dumps(descriptor(1), separators=(",", ":")).encode()
+        + b',"labels":{},"timestamp":"2026-11-28T09:30:00.000000Z","actor":"ci",'
+        b'"reason":null,"immutable":true}\n'
+    )
+    unflagged = history_format.encode_line(
+        1, _Flagged(**{**vars(event), "immutable": False}), None
+    )
+    assert b"immutable" not in unflagged
+    monkeypatch.setitem(history_format.KINDS, "registered", _Flagged)
+    read = history_format.decode_line(1, line).event
+    assert (type(read), read) == (_Flagged, event)
+    with pytest.raises(InvalidArgument) as refused:
+        history_format.decode_line(7, line.replace(b"true", b'"yes"'))
+    assert str(refused.value) == 'invalid line 7: immutable: must be a bool, not "yes"'
