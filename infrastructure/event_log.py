@@ -138,8 +138,23 @@ class EventLog(Application[UUID]):
         return list(positions)
 
     def to_stored(self, events: Iterable[Image.Event]) -> list[StoredEvent]:
-        """The events as they would be stored (their state is what the chain hashes)."""
-        return [self.mapper.to_stored_event(event) for event in events]
+        """The events as they would be stored (their state is what the chain
+        hashes), each holding no more memory than its bytes need."""
+        stored = []
+        for event in events:
+            record = self.mapper.to_stored_event(event)
+            # orjson's result keeps its 4 KiB output buffer: for one write that
+            # is nothing, for a million events held until an import commits,
+            # gigabytes. A copy is its exact size.
+            stored.append(
+                StoredEvent(
+                    originator_id=record.originator_id,
+                    originator_version=record.originator_version,
+                    topic=record.topic,
+                    state=bytes(bytearray(record.state)),
+                )
+            )
+        return stored
 
     def append_to_empty(
         self, stored: Sequence[StoredEvent], events: Sequence[Image.Event]
