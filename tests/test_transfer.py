@@ -179,11 +179,16 @@ def test_export_writes_one_line_per_event_with_its_fields_in_order(
     ]
 
 
-def test_export_to_a_text_file_writes_the_same_lines(store: ImageStore) -> None:
+def test_export_to_a_text_file_writes_the_same_lines_and_they_import(
+    store: ImageStore, make_location: Callable[[str], str]
+) -> None:
     fill(store)
     text = io.StringIO()
     assert store.export_log(text) == 8
     assert text.getvalue().encode() == exported(store)
+    with ImageStore.open(make_location("sqlite")) as new:
+        assert new.import_log(io.StringIO(text.getvalue())) == 8
+        assert exported(new) == exported(store)
 
 
 def test_an_empty_store_exports_nothing_and_an_empty_file_imports_nothing(
