@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -20,7 +20,9 @@ from imageledger.cli_render import (
     printable,
     progress,
 )
-from imageledger.projections.audit import AuditEntry
+
+if TYPE_CHECKING:  # the command line starts without pydantic or the store
+    from imageledger.projections.audit import AuditEntry
 
 # A stream has no end to size its columns by: these fit a position in the
 # millions, a sha256 digest and a second-precision timestamp; longer cells
