@@ -322,18 +322,9 @@ class ImageStore:
         `poll_interval` (seconds) defaults to 0.2 on SQLite; on PostgreSQL a
         NOTIFY wakes it and 2 s is the fallback.
         """
-        if after is not None and (
-            not isinstance(after, int) or isinstance(after, bool) or after < 0
-        ):
-            raise InvalidArgument("after", "must be a log position (0 or more)")
-        if poll_interval is not None and not (
-            isinstance(poll_interval, (int, float)) and 0 < poll_interval <= 3600
-        ):
-            raise InvalidArgument("poll_interval", "must be seconds, up to 3600")
-        if namespace is not None:
-            namespace = validate_namespace(namespace)
-        match = watching.event_filter(namespace, builtins.list(filters))
-        return watching.Watch(self._log, after, match, poll_interval)
+        return watching.Watch(
+            self._log, *watching.validate(after, namespace, filters, poll_interval)
+        )
 
     # Integrity.
 

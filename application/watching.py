@@ -9,15 +9,34 @@ a poll every two seconds as a fallback).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 
 from imageledger.domain.errors import InvalidArgument
 from imageledger.domain.image import Image
+from imageledger.domain.names import validate_namespace
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.storage_errors import storage_errors
 
 Match = Callable[[Image.Event], bool]
+
+
+def validate(
+    after: object, namespace: object, filters: Iterable[str], poll_interval: object
+) -> tuple[int | None, Match, float | None]:
+    """ImageStore.watch's arguments checked: (after, which events, interval)."""
+    if after is not None and (
+        not isinstance(after, int) or isinstance(after, bool) or after < 0
+    ):
+        raise InvalidArgument("after", "must be a log position (0 or more)")
+    if poll_interval is not None and not (
+        isinstance(poll_interval, (int, float))
+        and not isinstance(poll_interval, bool)
+        and 0 < poll_interval <= 3600
+    ):
+        raise InvalidArgument("poll_interval", "must be seconds, up to 3600")
+    checked = None if namespace is None else validate_namespace(namespace)
+    return after, event_filter(checked, list(filters)), poll_interval
 
 
 def event_filter(namespace: str | None, filters: Sequence[str]) -> Match:
