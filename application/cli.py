@@ -30,6 +30,7 @@ from imageledger.cli_context import (
 from imageledger.cli_images import delete, get, history, list_images, register
 from imageledger.cli_layouts import export_layout, import_layout
 from imageledger.cli_log import checkpoint, rebuild, replay, verify
+from imageledger.cli_transfer import export, import_log, watch
 from imageledger.errors import (
     Conflict,
     ImageLedgerError,
@@ -109,7 +110,7 @@ pass_settings = click.make_pass_decorator(Settings)
 
 for _command in (register, get, list_images, delete, history):
     cli.add_command(_command)
-for _command in (replay, rebuild, checkpoint, verify):
+for _command in (replay, rebuild, checkpoint, verify, export, import_log, watch):
     cli.add_command(_command)
 for _command in (log, as_of, where, diff):
     cli.add_command(_command)

@@ -14,11 +14,11 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 from eventsourcing.persistence import PersistenceError
 
-from imageledger import integrity, time_travel
+from imageledger import integrity, time_travel, transfer, watching
 from imageledger.batch import BatchItem, register_all, validate_items
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
@@ -379,6 +379,45 @@ class ImageStore(LayoutMethods):
         _validate_progress(progress)
         with storage_errors():
             return self._log.rebuild_views(progress)
+
+    # Moving and following the log.
+
+    def export_log(
+        self, file: IO[Any], *, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Write the whole log to `file` (binary, or text) as JSON lines, one
+        event a line with its chain link; return the number of events."""
+        _validate_progress(progress)
+        with storage_errors():
+            return transfer.export_log(self._log, file, progress)
+
+    def import_log(
+        self, file: IO[Any], *, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Replay an `export_log` file into this store, which must be empty;
+        return the number of events. Conflict if the store has events,
+        InvalidArgument naming the first bad line; nothing is written then."""
+        _validate_progress(progress)
+        with storage_errors():
+            return transfer.import_log(self._log, file, progress)
+
+    def watch(
+        self,
+        after: int | None = None,
+        *,
+        namespace: str | None = None,
+        filters: Iterable[str] = (),
+        poll_interval: float | None = None,
+    ) -> watching.Watch:
+        """Each event appended after this call, by any process, as it comes
+        (an iterator of AuditEntry that never ends; `close()` it); with `after`,
+        the events after that position first. Only `namespace`'s when given.
+        `poll_interval` (seconds) defaults to 0.2 on SQLite; on PostgreSQL a
+        NOTIFY wakes it and 2 s is the fallback.
+        """
+        return watching.Watch(
+            self._log, *watching.validate(after, namespace, filters, poll_interval)
+        )
 
     # Integrity.
 

@@ -7,7 +7,7 @@ live views and their positions in one transaction), and how to read the log.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 from uuid import UUID
 
@@ -17,16 +17,29 @@ from eventsourcing.persistence import (
     InfrastructureFactory,
     Mapper,
     Recording,
+    StoredEvent,
 )
 from eventsourcing.utils import Environment, EnvType
 
+from imageledger.domain.errors import Conflict
 from imageledger.domain.image import Image, image_id
 from imageledger.infrastructure.hash_chain import ChainWalk
+from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
+from imageledger.infrastructure.wakeups import Wakeup
 from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage
 
 PAGE = 1000
+
+
+class LogNotEmpty(Conflict):
+    """The log already holds events where only an empty log will do."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the store already has events: import only into a new, empty store"
+        )
 
 
 class EventLog(Application[UUID]):
@@ -129,6 +142,46 @@ class EventLog(Application[UUID]):
         assert positions is not None and len(positions) == len(stored)
         return list(positions)
 
+    def to_stored(self, events: Iterable[Image.Event]) -> list[StoredEvent]:
+        """The events as they would be stored (their state is what the chain
+        hashes), each holding no more memory than its bytes need."""
+        stored = []
+        for event in events:
+            record = self.mapper.to_stored_event(event)
+            # orjson's result keeps its 4 KiB output buffer: for one write that
+            # is nothing, for a million events held until an import commits,
+            # gigabytes. A copy is its exact size.
+            stored.append(
+                StoredEvent(
+                    originator_id=record.originator_id,
+                    originator_version=record.originator_version,
+                    topic=record.topic,
+                    state=bytes(bytearray(record.state)),
+                )
+            )
+        return stored
+
+    def append_to_empty(
+        self, stored: Sequence[StoredEvent], events: Sequence[Image.Event]
+    ) -> list[int]:
+        """Save `events` (stored as `stored`) in one transaction, only into an
+        empty log: LogNotEmpty, and nothing saved, if another writer got there
+        first. Returns their positions.
+        """
+        if not stored:
+            return []
+        guard = _EmptyLogGuard(self._factory.count_events)
+        views = self._factory.recorder.live_views
+        views.insert(0, guard)  # before the views fold anything
+        try:
+            positions = self._factory.recorder.insert_events(
+                stored, image_events=events
+            )
+        finally:
+            views.remove(guard)
+        assert positions is not None and len(positions) == len(stored)
+        return list(positions)
+
     def stream(self, namespace: str, name: str) -> list[tuple[int, Image.Event]]:
         """Every event of one name, oldest first, with its log position."""
         notifications = self._factory.recorder.select_stream(image_id(namespace, name))
@@ -159,6 +212,14 @@ class EventLog(Application[UUID]):
         """The position of the last event in the log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
 
+    def links(self, after: int, until: int) -> dict[int, bytes]:
+        """The stored chain links of positions after `after` up to `until`."""
+        return self._factory.links(after, until)
+
+    def wakeup(self) -> Wakeup:
+        """Something to wait on until another process may have appended."""
+        return self._factory.wakeup()
+
     def checkpoint(self) -> tuple[int, bytes]:
         """The log's last position and its link in the hash chain."""
         return self._factory.checkpoint()
@@ -166,6 +227,18 @@ class EventLog(Application[UUID]):
     def verify(self, checkpoint: tuple[int, bytes] | None = None) -> ChainWalk:
         """Check the chain, the checkpoint and the views; see StoreFactory.verify."""
         return self._factory.verify(checkpoint)
+
+
+class _EmptyLogGuard:
+    """A live view that folds nothing: it refuses a write into a log that
+    held events before it, inside the write's transaction (under its lock)."""
+
+    def __init__(self, count_events: Callable[[Any], int]) -> None:
+        self._count_events = count_events
+
+    def apply(self, cursor: Any, recorded: Recorded) -> None:
+        if self._count_events(cursor) != len(recorded):
+            raise LogNotEmpty
 
 
 def _restore(stream: UUID, state: CurrentImage) -> Image:

@@ -6,6 +6,8 @@ from typing import Any
 
 from eventsourcing.postgres import BasePostgresFactory, PostgresFactory
 from eventsourcing.utils import Environment
+from psycopg import Cursor
+from psycopg.rows import DictRow
 
 from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.hash_chain import ChainWalk
@@ -18,6 +20,7 @@ from imageledger.infrastructure.postgres_datastore import (
     parse_url,
 )
 from imageledger.infrastructure.postgres_indexes import ensure_index
+from imageledger.infrastructure.postgres_listen import PostgresListener
 from imageledger.infrastructure.postgres_recorder import LedgerPostgresRecorder
 from imageledger.infrastructure.postgres_schema import (
     DatabaseState,
@@ -27,6 +30,7 @@ from imageledger.infrastructure.postgres_schema import (
 )
 from imageledger.infrastructure.postgres_views import PostgresCurrentView
 from imageledger.infrastructure.store_factory import Progress
+from imageledger.infrastructure.wakeups import Wakeup
 
 
 class LedgerPostgresFactory(PostgresFactory):
@@ -91,6 +95,18 @@ class LedgerPostgresFactory(PostgresFactory):
             self.audit_index,
             checkpoint,
         )
+
+    def links(self, after: int, until: int) -> dict[int, bytes]:
+        """Stored chain links after `after` up to `until` (postgres_chain.links)."""
+        return postgres_chain.links(self.current_view.datastore, after, until)
+
+    def count_events(self, cursor: Cursor[DictRow]) -> int:
+        """The number of events in the log, in `cursor`'s transaction."""
+        return postgres_chain.count_events(cursor, self.datastore.schema)
+
+    def wakeup(self) -> Wakeup:
+        """A listener on the channel every append NOTIFYs."""
+        return PostgresListener(self.location, self.recorder.channel_name)
 
     def _initialize(self) -> None:
         statements: list[Any] = [

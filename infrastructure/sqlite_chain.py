@@ -44,6 +44,10 @@ CREATE_STATEMENT = (
 )
 _LAST_LINK = f"SELECT position, chain FROM {TABLE} ORDER BY position DESC LIMIT 1"
 _INSERT_LINK = f"INSERT INTO {TABLE} (position, chain) VALUES (?, ?)"
+_LINKS_BETWEEN = (
+    f"SELECT position, chain FROM {TABLE} WHERE position>? AND position<=? "
+    "ORDER BY position"
+)
 _EVENTS_PAGE = (
     "SELECT rowid, originator_id, originator_version, topic, state "
     f"FROM {EVENTS_TABLE} WHERE rowid>=? ORDER BY rowid LIMIT ?"
@@ -70,6 +74,19 @@ def append_links(
     row = c.fetchone()
     previous = GENESIS if row is None else bytes(row[1])
     c.executemany(_INSERT_LINK, chain_links(previous, positions, stored_events))
+
+
+def links(datastore: LedgerSQLiteDatastore, after: int, until: int) -> dict[int, bytes]:
+    """The stored links of the positions after `after` up to `until`, by position."""
+    with datastore.transaction(commit=False) as c:
+        c.execute(_LINKS_BETWEEN, (after, until))
+        return {int(row[0]): bytes(row[1]) for row in c.fetchall()}
+
+
+def count_events(c: SQLiteCursor) -> int:
+    """The number of events in the log, as `c`'s transaction sees it."""
+    c.execute(f"SELECT COUNT(*) FROM {EVENTS_TABLE}")
+    return int(c.fetchone()[0])
 
 
 def add_chain(c: SQLiteCursor) -> int:

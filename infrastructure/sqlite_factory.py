@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventsourcing.sqlite import SQLiteFactory
+from eventsourcing.sqlite import SQLiteCursor, SQLiteFactory
 from eventsourcing.utils import Environment
 
 from imageledger.infrastructure import sqlite_audit, sqlite_chain
@@ -33,6 +33,7 @@ from imageledger.infrastructure.sqlite_views import (
     SQLiteCurrentView,
 )
 from imageledger.infrastructure.store_factory import Progress
+from imageledger.infrastructure.wakeups import Sleep, Wakeup
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
@@ -91,6 +92,18 @@ class LedgerSQLiteFactory(SQLiteFactory):
             self.audit_index,
             checkpoint,
         )
+
+    def links(self, after: int, until: int) -> dict[int, bytes]:
+        """Stored chain links after `after` up to `until` (see sqlite_chain.links)."""
+        return sqlite_chain.links(self.current_view.datastore, after, until)
+
+    def count_events(self, cursor: SQLiteCursor) -> int:
+        """The number of events in the log, in `cursor`'s transaction."""
+        return sqlite_chain.count_events(cursor)
+
+    def wakeup(self) -> Wakeup:
+        """SQLite cannot notify: waiting for appends is sleeping between polls."""
+        return Sleep()
 
     def _initialize(self) -> FileState:
         statements = [

@@ -16,6 +16,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.wakeups import Wakeup
 from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage, Image
 from imageledger.projections.image_filter import ListKeys
@@ -107,6 +108,15 @@ class StoreFactory(Protocol):
         """Walk the hash chain (proving `checkpoint` if given), then check that
         every view equals the fold of the log; raise IntegrityError at the first
         bad position."""
+
+    def links(self, after: int, until: int) -> dict[int, bytes]:
+        """The stored chain links of positions after `after` up to `until`."""
+
+    def count_events(self, cursor: Any) -> int:
+        """The number of events in the log, as `cursor`'s transaction sees it."""
+
+    def wakeup(self) -> Wakeup:
+        """Something to wait on until another process may have appended."""
 
     def close(self) -> None:
         """Close every connection the store holds."""

@@ -1,4 +1,4 @@
-"""containerd's image filters on the current view's `Image`.
+"""containerd's image filters on the current view's `Image` (and on events).
 
 The fields are those of containerd's image adaptor (core/metadata/adaptors.go):
 `name`, `target.digest`, `target.mediatype`, `labels.<key>` and
@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.filters import Filter, Lookup, Operator, Selector, parse
+from imageledger.domain.image import Image as ImageAggregate
 from imageledger.projections.current_view import Image
 
 
@@ -59,22 +61,35 @@ def image_query(filters: Sequence[str]) -> ImageQuery:
 
 def image_fields(image: Image) -> Lookup:
     """The field lookup containerd's image adaptor gives a filter."""
+    return _fields(image.name, image.target, image.labels)
 
+
+def event_fields(event: ImageAggregate.Event) -> Lookup:
+    """The same lookup for an event (`watch`): a registration has the fields
+    of the image it leaves; a delete has only its name."""
+    if isinstance(event, ImageAggregate.Registered):
+        return _fields(event.name, event.target, event.labels)
+    return _fields(event.name, None, None)
+
+
+def _fields(
+    name: str, target: Descriptor | None, labels: Mapping[str, str] | None
+) -> Lookup:
     def field(path: tuple[str, ...]) -> str | None:
         if not path:
             return None
         if path[0] == "name":  # containerd ignores the rest of the path
-            return image.name or None
-        if path[0] == "target" and len(path) >= 2:
+            return name or None
+        if path[0] == "target" and len(path) >= 2 and target is not None:
             if path[1] == "digest":
-                return image.target.digest or None
+                return target.digest or None
             if path[1] == "mediatype":
-                return image.target.media_type or None
+                return target.media_type or None
             return None
         if path[0] == "labels":
-            return _key(path[1:], image.labels)
-        if path[0] == "annotations":
-            return _key(path[1:], image.target.annotations)
+            return _key(path[1:], labels)
+        if path[0] == "annotations" and target is not None:
+            return _key(path[1:], target.annotations)
         return None
 
     return field
