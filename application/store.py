@@ -12,13 +12,13 @@ import builtins
 import getpass
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import IO, Any, Self
 
 from eventsourcing.persistence import PersistenceError
 
-from imageledger import integrity, time_travel, transfer, watching
+from imageledger import integrity, transfer, watching
+from imageledger.audit_queries import AuditQueries
 from imageledger.batch import BatchItem, register_all, validate_items
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
@@ -39,7 +39,7 @@ from imageledger.infrastructure.event_log import EventLog
 from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.layouts import LayoutMethods
 from imageledger.opening import open_factory
-from imageledger.projections.audit import AuditEntry, audit_entry
+from imageledger.projections.audit import AuditEntry, Bound, audit_entry
 from imageledger.projections.current_view import Image, replay
 from imageledger.projections.image_filter import image_query
 from imageledger.storage_errors import (
@@ -47,9 +47,8 @@ from imageledger.storage_errors import (
     storage_errors,
     stream_with_storage_errors,
 )
-from imageledger.time_travel import Diff, Interval, PastStore, When, log_query
+from imageledger.time_travel import When, bound
 from imageledger.writes import (
-    MAX_POSITION,
     Expect,
     check_expect,
     public,
@@ -59,7 +58,7 @@ from imageledger.writes import (
 )
 
 
-class ImageStore(LayoutMethods):
+class ImageStore(AuditQueries, LayoutMethods):
     """An image store on one event log. Open it with `ImageStore.open(path)`."""
 
     def __init__(self, log: EventLog) -> None:
@@ -275,72 +274,6 @@ class ImageStore(LayoutMethods):
             raise ImageNotFound(name, namespace, "it has no history")
         return [audit_entry(position, event) for position, event in stream]
 
-    def log(
-        self,
-        *,
-        since: When | None = None,
-        until: When | None = None,
-        after: int | None = None,
-        actor: str | None = None,
-        name: str | None = None,
-        digest: str | None = None,
-        kind: str | None = None,
-        namespace: str | None = None,
-        limit: int | None = None,
-    ) -> Iterator[AuditEntry]:
-        """Events of the whole log, by position, streamed; each argument narrows it.
-
-        `since`/`until` are points of the log (a position, or a datetime,
-        naive ones UTC), both inclusive; `after` is an exclusive position;
-        `kind` is "registered" or "deleted"; `digest` matches registrations
-        at that digest. `namespace=None` means every namespace.
-        """
-        query = log_query(
-            since=since,
-            until=until,
-            after=after,
-            actor=actor,
-            name=name,
-            digest=digest,
-            kind=kind,
-            namespace=namespace,
-            limit=limit,
-        )
-        return time_travel.log(self._log.audit_index, query)
-
-    def as_of(self, when: When) -> PastStore:
-        """The store as it was at `when` (a log position, or a datetime; naive
-        ones are UTC): a read-only view with `get` and `list`.
-
-        It holds the state right after every event at or before `when`, as
-        `replay(until=when)` does; position 0 is the empty store.
-        """
-        return PastStore(self._log.audit_index, when, self._filtered)
-
-    def where(
-        self, digest: str, *, namespace: str | None = None
-    ) -> builtins.list[Interval]:
-        """Every interval in which a name pointed at `digest`, now and in the
-        past, by when it began (`until` is None while it still does).
-        `namespace=None` means every namespace."""
-        return time_travel.where(self._log.audit_index, digest, namespace)
-
-    def diff(self, a: When, b: When, *, namespace: str | None = None) -> Diff:
-        """Names added, removed and retargeted between points `a` and `b` of
-        the log. `namespace=None` compares every namespace."""
-        before, after = self.as_of(a), self.as_of(b)
-        if namespace is None:
-            with storage_errors():
-                namespaces = self._log.audit_index.namespaces()
-        else:
-            namespaces = [validate_namespace(namespace)]
-
-        def state(past: PastStore) -> Iterator[Image]:
-            for each in namespaces:
-                yield from past.list(namespace=each)
-
-        return time_travel.diff(state(before), state(after))
-
     def replay(
         self,
         until: When | None = None,
@@ -354,7 +287,8 @@ class ImageStore(LayoutMethods):
         Returns the live images by (namespace, name). `progress(done, total)`
         is called every thousand events read.
         """
-        position, moment = _validate_when(until)
+        point = Bound() if until is None else bound("until", until)
+        position, moment = point.position, point.moment
         _validate_progress(progress)
         with storage_errors():
             recorded = self._log.read(until=position)
@@ -444,10 +378,6 @@ class ImageStore(LayoutMethods):
 
     # Internals.
 
-    @staticmethod
-    def _filtered(images: Iterable[Image], filters: tuple[str, ...]) -> Iterator[Image]:
-        return image_query(filters).select(images)
-
     def _write(
         self,
         namespace: str,
@@ -467,20 +397,6 @@ class ImageStore(LayoutMethods):
         if actor is None:
             actor = os.environ.get("IMAGELEDGER_ACTOR") or self._os_user
         return validate_actor(actor)
-
-
-def _validate_when(when: object) -> tuple[int | None, datetime | None]:
-    if when is None:
-        return None, None
-    if isinstance(when, int) and not isinstance(when, bool):
-        if when < 0:
-            raise InvalidArgument("until", "a log position must not be negative")
-        return min(when, MAX_POSITION), None  # beyond the head is the whole log
-    if isinstance(when, datetime):
-        return None, when if when.tzinfo else when.replace(tzinfo=UTC)
-    raise InvalidArgument(
-        "until", f"must be a log position or a datetime, not {type(when).__name__}"
-    )
 
 
 def _validate_progress(progress: object) -> None:
