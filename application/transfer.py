@@ -14,19 +14,23 @@ on SQLite has exactly those positions; one on PostgreSQL has them too unless
 a rolled-back write left a gap in its numbering, which the import closes. The
 chain does not hash positions, so the heads agree either way.
 
-Memory: the import holds the whole file's events until its single
-transaction commits (all or nothing): about 5 KB an event at the peak,
-measured on 100,000 events. The export streams, a page at a time.
+Memory: both stream. The import reads the file twice: once to check every
+line and the chain (copying it to a temporary file as it goes, so stdin
+works too), then to append the events a page at a time, all in one write
+transaction (all or nothing). What it keeps is a few numbers per name.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import IO, Any
+
+from eventsourcing.persistence import StoredEvent
 
 from imageledger.domain.errors import InvalidArgument
 from imageledger.domain.image import Image
@@ -72,27 +76,54 @@ def import_log(log: EventLog, file: IO[Any], progress: Progress | None = None) -
 
     Raises LogNotEmpty (a Conflict) if the store has events, InvalidArgument
     naming the line and field of the first bad line; nothing is written then.
+    `progress(done, total)` counts lines checked, then events appended.
     """
     if log.head():
         raise LogNotEmpty
-    lines = file.readlines()
-    total = len(lines)
-    checked = _Sequence()
-    for number, line in enumerate(lines, start=1):
-        checked.add(decode_line(number, line))
+    with tempfile.TemporaryFile() as checked:
+        total = _check(log, file, checked, progress)
+        checked.seek(0)
+        pages = _pages(log, checked, total, progress)
+        log.append_to_empty(pages)
+    return total
+
+
+def _check(
+    log: EventLog, file: IO[Any], copy: IO[bytes], progress: Progress | None
+) -> int:
+    """Check every line of `file` and the chain, copying the lines to `copy`;
+    return the number of lines."""
+    sequence = _Sequence()
+    previous = GENESIS
+    number = 0
+    for number, line in enumerate(file, start=1):
+        data = line.encode() if isinstance(line, str) else line
+        decoded = decode_line(number, data)
+        sequence.add(decoded)
+        stored = log.to_stored([decoded.event])
+        ((_, previous),) = chain_links(previous, [number], stored)
+        if decoded.chain is not None and decoded.chain != previous:
+            raise InvalidArgument(f"line {number}: {CHAIN}", CHAIN_DIFFERS)
+        copy.write(data if data.endswith(b"\n") else data + b"\n")
         if progress is not None and number % PAGE == 0:
-            progress(number, total)
-    del lines
-    events = [line.event for line in checked.lines]
-    stored = log.to_stored(events)
-    links = chain_links(GENESIS, range(1, len(stored) + 1), stored)
-    for line, (_, computed) in zip(checked.lines, links, strict=True):
-        if line.chain is not None and line.chain != computed:
-            raise InvalidArgument(f"line {line.number}: {CHAIN}", CHAIN_DIFFERS)
-    log.append_to_empty(stored, events)
-    if progress is not None:
-        progress(total, total)
-    return len(events)
+            progress(number, number)  # the total is not known yet
+    return number
+
+
+def _pages(
+    log: EventLog, lines: IO[bytes], total: int, progress: Progress | None
+) -> Iterator[tuple[list[StoredEvent], list[Image.Event]]]:
+    """The checked lines again, as pages of (stored, domain) events."""
+    done = 0
+    numbered = enumerate(lines, start=1)
+    while page := list(islice(numbered, PAGE)):
+        events = [decode_line(number, line).event for number, line in page]
+        yield log.to_stored(events), events
+        done += len(events)
+        if progress is not None:
+            progress(done, total)
+    if progress is not None and not total:
+        progress(0, 0)
 
 
 @dataclass
@@ -108,17 +139,17 @@ class _Sequence:
     """The lines read so far, checked against each other as they come."""
 
     def __init__(self) -> None:
-        self.lines: list[HistoryLine] = []
+        self._position: int | None = None
         self._names: dict[tuple[str, str], _Name] = {}
 
     def add(self, line: HistoryLine) -> None:
         """Check `line` follows the lines before it; keep it."""
         event, number = line.event, line.number
-        if self.lines and line.position <= self.lines[-1].position:
+        if self._position is not None and line.position <= self._position:
             raise InvalidArgument(
                 f"line {number}: position",
                 f"{line.position} does not follow position "
-                f"{self.lines[-1].position}: positions must increase",
+                f"{self._position}: positions must increase",
             )
         key = (event.namespace, event.name)
         name = self._names.get(key)
@@ -144,7 +175,7 @@ class _Sequence:
                 f"namespace {event.namespace!r}",
             )
         self._names[key] = _Name(expected, registered, event.timestamp)
-        self.lines.append(line)
+        self._position = line.position
 
 
 def _writer(file: IO[Any]) -> Callable[[bytes], object]:

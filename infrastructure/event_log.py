@@ -162,25 +162,22 @@ class EventLog(Application[UUID]):
         return stored
 
     def append_to_empty(
-        self, stored: Sequence[StoredEvent], events: Sequence[Image.Event]
-    ) -> list[int]:
-        """Save `events` (stored as `stored`) in one transaction, only into an
-        empty log: LogNotEmpty, and nothing saved, if another writer got there
-        first. Returns their positions.
+        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[Image.Event]]]
+    ) -> int:
+        """Save pages of events (each as stored and as domain events), in this
+        order, in one transaction, only into an empty log: LogNotEmpty, and
+        nothing saved, if another writer got there first. Returns how many.
+
+        One page at a time is in memory; the transaction holds the write lock
+        from the first page to the commit.
         """
-        if not stored:
-            return []
         guard = _EmptyLogGuard(self._factory.count_events)
         views = self._factory.recorder.live_views
         views.insert(0, guard)  # before the views fold anything
         try:
-            positions = self._factory.recorder.insert_events(
-                stored, image_events=events
-            )
+            return self._factory.recorder.insert_pages(pages)
         finally:
             views.remove(guard)
-        assert positions is not None and len(positions) == len(stored)
-        return list(positions)
 
     def stream(self, namespace: str, name: str) -> list[tuple[int, Image.Event]]:
         """Every event of one name, oldest first, with its log position."""
@@ -231,14 +228,17 @@ class EventLog(Application[UUID]):
 
 class _EmptyLogGuard:
     """A live view that folds nothing: it refuses a write into a log that
-    held events before it, inside the write's transaction (under its lock)."""
+    held events before it, inside the write's transaction (under its lock,
+    so only the first page needs the check)."""
 
     def __init__(self, count_events: Callable[[Any], int]) -> None:
         self._count_events = count_events
+        self._checked = False
 
     def apply(self, cursor: Any, recorded: Recorded) -> None:
-        if self._count_events(cursor) != len(recorded):
+        if not self._checked and self._count_events(cursor) != len(recorded):
             raise LogNotEmpty
+        self._checked = True
 
 
 def _restore(stream: UUID, state: CurrentImage) -> Image:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +12,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
+from imageledger.domain.image import Image
 from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.hash_chain import GENESIS
 from imageledger.infrastructure.live_views import LiveView
@@ -84,6 +85,22 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
             conn.cursor() as curs,
         ):
             return self._insert_events(curs, stored_events, **kwargs)
+
+    def insert_pages(
+        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[Image.Event]]]
+    ) -> int:
+        """Insert pages of events in one transaction (an import)."""
+        inserted = 0
+        with (
+            self.datastore.get_connection() as conn,
+            conn.transaction(),
+            conn.cursor() as curs,
+        ):
+            for stored, events in pages:
+                if stored:
+                    self._insert_events(curs, stored, image_events=events)
+                    inserted += len(stored)
+        return inserted
 
     def _insert_events(  # type: ignore[override]  # returns positions, as on SQLite
         self,

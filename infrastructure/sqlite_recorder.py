@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
+from imageledger.domain.image import Image
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.sqlite_chain import append_links
@@ -51,6 +52,17 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
         for view in self.live_views:
             view.apply(c, recorded)
         return positions
+
+    def insert_pages(
+        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[Image.Event]]]
+    ) -> int:
+        """Insert pages of events in one write transaction (an import)."""
+        inserted = 0
+        with self.datastore.transaction(commit=True) as c:
+            for stored, events in pages:
+                self._insert_events(c, stored, image_events=events)
+                inserted += len(stored)
+        return inserted
 
     def convert_originator_id(self, originator_id: str) -> UUID | str:
         """eventsourcing's conversion, with a damaged id as a StoreError."""

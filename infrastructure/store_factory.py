@@ -7,12 +7,13 @@ event log and the image store use nothing else of them.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
+from imageledger.domain.image import Image as ImageAggregate
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.mapper import LedgerMapper
@@ -65,6 +66,13 @@ class StoreRecorder(Protocol):
     ) -> Sequence[int] | None:
         """Insert the events in one transaction, calling the live views in it;
         return their positions. `image_events=` passes the domain events."""
+
+    def insert_pages(
+        self,
+        pages: Iterable[tuple[Sequence[StoredEvent], Sequence[ImageAggregate.Event]]],
+    ) -> int:
+        """Insert pages of events (stored, domain) in one transaction, calling
+        the live views for each page; return how many were inserted."""
 
     def select_notifications(
         self,

@@ -227,7 +227,7 @@ def test_the_write_itself_refuses_a_log_that_filled_since_the_check(
     store.register("mine:1", descriptor(9), actor="me")
     rows = log_rows()
     with pytest.raises(Conflict) as refused:
-        store._log.append_to_empty(store._log.to_stored(events), events)
+        store._log.append_to_empty([(store._log.to_stored(events), events)])
     assert str(refused.value) == NOT_EMPTY
     assert log_rows() == rows
     assert store.verify().events == 1
