@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 
-from test_cli import Run, ok, register_args, run, when
+from test_cli import register_args
 
-from conftest import MANIFEST, Rows, digest
+from conftest import MANIFEST, Rows, Run, digest, ok, when
 from imageledger import ImageStore
 
 __all__ = ["run"]  # the fixture, used by name
