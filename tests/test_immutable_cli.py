@@ -13,8 +13,6 @@ from test_cli import register_args
 from conftest import MANIFEST, Rows, Run, digest, ok, when
 from imageledger import ImageStore
 
-__all__ = ["run"]  # the fixture, used by name
-
 NAME = "app:1.4.2"
 
 
