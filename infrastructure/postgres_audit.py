@@ -13,18 +13,15 @@ from typing import Any
 
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier
 
 from imageledger.domain.image import Image as ImageAggregate
+from imageledger.infrastructure.audit_driver import AuditIndexDriver
 from imageledger.infrastructure.audit_rows import (
     COLUMNS,
-    difference,
-    fold_row,
     log_conditions,
     until_condition,
 )
-from imageledger.infrastructure.errors import IntegrityError, StoreError
-from imageledger.infrastructure.hash_chain import VIEW_DIFFERS, check_tracked
 from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
@@ -33,7 +30,14 @@ from imageledger.infrastructure.postgres_recorder import (
     TRACKING_TABLE,
     notification_from_row,
 )
-from imageledger.projections.audit import AuditIndex, AuditRow, Bound, Found, LogQuery
+from imageledger.infrastructure.postgres_tracking import (
+    lock_events,
+    log_head,
+    log_page,
+    track,
+    tracked_position,
+)
+from imageledger.projections.audit import AuditRow, Bound, Found, LogQuery
 
 VIEW_NAME = "audit_index"
 TABLE = "audit_index"
@@ -54,7 +58,7 @@ def _row(row: DictRow) -> AuditRow:
     return AuditRow(*(row[field] for field in AuditRow._fields))
 
 
-class PostgresAuditIndex(AuditIndex):
+class PostgresAuditIndex(AuditIndexDriver):
     """The audit index in one PostgreSQL schema, kept in the writes' transactions."""
 
     def __init__(self, datastore: LedgerPostgresDatastore, mapper: LedgerMapper):
@@ -244,83 +248,20 @@ class PostgresAuditIndex(AuditIndex):
         for statement in self._index_statements(TABLE, others):
             c.execute(statement)
 
-    # Verify driver (see SQLiteAuditIndex.check).
+    # The statements of the shared drivers (AuditIndexDriver).
 
-    def check(self, c: Cursor[DictRow], recorded: Recorded) -> None:
-        """Check the index rows of a page of events, read in `c`'s transaction."""
-        if not recorded:
-            return
+    def _rows_between(
+        self, c: Cursor[DictRow], first: int, last: int
+    ) -> dict[int, AuditRow]:
         c.execute(
             self._sql(
                 f"SELECT {COLUMNS} FROM {{table}} WHERE position BETWEEN %s AND %s"
             ),
-            (recorded[0][0], recorded[-1][0]),
+            (first, last),
         )
-        stored = {row["position"]: _row(row) for row in c.fetchall()}
-        previous: dict[tuple[str, str], AuditRow | None] = {}
-        for position, event in recorded:
-            key = (event.namespace, event.name)
-            if key not in previous:
-                previous[key] = self._last_row(c, TABLE, key, before=position)
-            expected = fold_row(previous[key], position, event)
-            found = stored.get(position)
-            if found != expected:
-                raise IntegrityError(
-                    position, VIEW_DIFFERS, difference(found, expected)
-                )
-            previous[key] = expected
+        return {row["position"]: _row(row) for row in c.fetchall()}
 
-    def finish_check(self, c: Cursor[DictRow], head: int, events: int) -> None:
-        """After the last page: no rows without events, and tracking at `head`."""
-        check_tracked(self._position(c), head)
-        c.execute(self._sql("SELECT COUNT(*) AS n FROM {table}"))
-        row = c.fetchone()
-        if row is None or int(row["n"]) != events:
-            c.execute(
-                self._sql(
-                    "SELECT a.position FROM {table} AS a LEFT JOIN {events} AS e "
-                    "ON e.notification_id = a.position WHERE e.notification_id IS NULL "
-                    "ORDER BY a.position LIMIT 1"
-                )
-            )
-            extra = c.fetchone()
-            position = head if extra is None else int(extra["position"])
-            raise IntegrityError(
-                position,
-                VIEW_DIFFERS,
-                f"the audit index has a row at position {position}, "
-                "but the log has no event there",
-            )
-
-    # Shared by the drivers.
-
-    def _catch_up(self, c: Cursor[DictRow], table: str, *, upto: int) -> int:
-        after = self._position(c)
-        if after > upto:
-            raise StoreError(
-                f"the audit index is at position {after}, beyond the log's {upto}: "
-                "events were removed from the log"
-            )
-        folded = 0
-        while after < upto:
-            batch = self._notifications(c, after=after, upto=upto)
-            if not batch:
-                break
-            self._fold_into(c, table, batch)
-            after = batch[-1][0]
-            folded += len(batch)
-        return folded
-
-    def _fold_into(self, c: Cursor[DictRow], table: str, recorded: Recorded) -> None:
-        previous: dict[tuple[str, str], AuditRow | None] = {}
-        rows = []
-        for position, event in recorded:
-            key = (event.namespace, event.name)
-            if key not in previous:
-                previous[key] = self._last_row(c, table, key, before=None)
-            row = fold_row(previous[key], position, event)
-            previous[key] = row
-            rows.append(row)
+    def _insert(self, c: Cursor[DictRow], table: str, rows: list[AuditRow]) -> None:
         insert = self._sql(
             f"INSERT INTO {{table}} ({COLUMNS}) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -330,6 +271,22 @@ class PostgresAuditIndex(AuditIndex):
             c.execute(insert, rows[0], prepare=True)
         else:
             c.executemany(insert, rows)
+
+    def _row_count(self, c: Cursor[DictRow]) -> int:
+        c.execute(self._sql("SELECT COUNT(*) AS n FROM {table}"))
+        row = c.fetchone()
+        return 0 if row is None else int(row["n"])
+
+    def _first_row_without_event(self, c: Cursor[DictRow]) -> int | None:
+        c.execute(
+            self._sql(
+                "SELECT a.position FROM {table} AS a LEFT JOIN {events} AS e "
+                "ON e.notification_id = a.position WHERE e.notification_id IS NULL "
+                "ORDER BY a.position LIMIT 1"
+            )
+        )
+        row = c.fetchone()
+        return None if row is None else int(row["position"])
 
     def _last_row(
         self,
@@ -352,57 +309,17 @@ class PostgresAuditIndex(AuditIndex):
     def _notifications(
         self, c: Cursor[DictRow], *, after: int, upto: int | None
     ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
-        statement = (
-            "SELECT notification_id, originator_id, originator_version, topic, "
-            "state FROM {events} WHERE notification_id > %s "
-        )
-        params: builtins.list[int] = [after]
-        if upto is not None:
-            statement += "AND notification_id <= %s "
-            params.append(upto)
-        statement += "ORDER BY notification_id LIMIT %s"
-        c.execute(self._sql(statement), [*params, BATCH])
-        return [
-            (row["notification_id"], self.mapper.to_domain_event(notification))
-            for row in c.fetchall()
-            for notification in [notification_from_row(row)]
-        ]
+        schema = self.datastore.schema
+        return log_page(c, schema, self.mapper, after=after, upto=upto, limit=BATCH)
 
     def _lock_events(self, c: Cursor[DictRow]) -> None:
-        # The lock writers take: no other write is between insert and commit.
-        c.execute(
-            SQL("SET LOCAL lock_timeout = {}").format(
-                Literal(self.datastore.lock_timeout_setting)
-            )
-        )
-        c.execute(self._sql("LOCK TABLE {events} IN EXCLUSIVE MODE"))
+        lock_events(c, self.datastore.schema, self.datastore.lock_timeout_setting)
 
     def _position(self, c: Cursor[DictRow]) -> int:
-        c.execute(
-            self._sql(
-                "SELECT notification_id FROM {tracking} WHERE application_name=%s"
-            ),
-            (VIEW_NAME,),
-        )
-        row = c.fetchone()
-        if row is None:
-            raise StoreError("the audit index has no tracking row")
-        return int(row["notification_id"])
+        return tracked_position(c, self.datastore.schema, VIEW_NAME)
 
     def _set_position(self, c: Cursor[DictRow], position: int) -> None:
-        c.execute(
-            self._sql(
-                "UPDATE {tracking} SET notification_id=%s WHERE application_name=%s"
-            ),
-            (position, VIEW_NAME),
-        )
+        track(c, self.datastore.schema, VIEW_NAME, position)
 
     def _head(self, c: Cursor[DictRow], *, below: int | None = None) -> int:
-        statement = "SELECT MAX(notification_id) AS head FROM {events}"
-        params: tuple[int, ...] = ()
-        if below is not None:
-            statement += " WHERE notification_id < %s"
-            params = (below,)
-        c.execute(self._sql(statement), params)
-        row = c.fetchone()
-        return int(row["head"] or 0) if row is not None else 0
+        return log_head(c, self.datastore.schema, below=below)

@@ -16,12 +16,11 @@ from uuid import UUID
 import orjson
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.trusted import rebuild
-from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import Recorded, fold_in_batches
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_chain import CHECK_TABLE
@@ -30,7 +29,13 @@ from imageledger.infrastructure.postgres_indexes import create_index_statement
 from imageledger.infrastructure.postgres_recorder import (
     EVENTS_TABLE,
     TRACKING_TABLE,
-    notification_from_row,
+)
+from imageledger.infrastructure.postgres_tracking import (
+    lock_events,
+    log_head,
+    log_page,
+    track,
+    tracked_position,
 )
 from imageledger.infrastructure.view_rows import READ_COLUMNS
 from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
@@ -376,66 +381,17 @@ class PostgresCurrentView(CurrentView):
     def _notifications(
         self, c: Cursor[DictRow], *, after: int, upto: int | None, limit: int
     ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
-        statement = (
-            "SELECT notification_id, originator_id, originator_version, topic, "
-            "state FROM {events} WHERE notification_id > %s "
-        )
-        params: builtins.list[int] = [after]
-        if upto is not None:
-            statement += "AND notification_id <= %s "
-            params.append(upto)
-        statement += "ORDER BY notification_id LIMIT %s"
-        c.execute(self._sql(statement), [*params, limit])
-        return [
-            (row["notification_id"], self.mapper.to_domain_event(notification))
-            for row in c.fetchall()
-            for notification in [notification_from_row(row)]
-        ]
+        schema = self.datastore.schema
+        return log_page(c, schema, self.mapper, after=after, upto=upto, limit=limit)
 
     def _lock_events(self, c: Cursor[DictRow]) -> None:
-        # The lock writers take (see LedgerPostgresRecorder): while it is held
-        # no other write is between its insert and its commit.
-        for statement in self._lock_statements():
-            c.execute(statement)
-
-    def _lock_statements(self) -> builtins.list[Composed]:
-        return [
-            SQL("SET LOCAL lock_timeout = {}").format(
-                Literal(self.datastore.lock_timeout_setting)
-            ),
-            self._sql("LOCK TABLE {events} IN EXCLUSIVE MODE"),
-        ]
+        lock_events(c, self.datastore.schema, self.datastore.lock_timeout_setting)
 
     def _position(self, c: Cursor[DictRow]) -> int:
-        c.execute(
-            self._sql(
-                "SELECT notification_id FROM {tracking} WHERE application_name=%s"
-            ),
-            (VIEW_NAME,),
-        )
-        row = c.fetchone()
-        if row is None:
-            raise StoreError("the current view has no tracking row")
-        return int(row["notification_id"])
+        return tracked_position(c, self.datastore.schema, VIEW_NAME)
 
     def _set_position(self, c: Cursor[DictRow], position: int) -> None:
-        c.execute(
-            self._sql(
-                "UPDATE {tracking} SET notification_id=%s WHERE application_name=%s"
-            ),
-            (position, VIEW_NAME),
-        )
+        track(c, self.datastore.schema, VIEW_NAME, position)
 
     def _head(self, c: Cursor[DictRow], *, below: int | None = None) -> int:
-        if below is None:
-            c.execute(self._sql("SELECT MAX(notification_id) AS head FROM {events}"))
-        else:
-            c.execute(
-                self._sql(
-                    "SELECT MAX(notification_id) AS head FROM {events} "
-                    "WHERE notification_id < %s"
-                ),
-                (below,),
-            )
-        row = c.fetchone()
-        return int(row["head"] or 0) if row is not None else 0
+        return log_head(c, self.datastore.schema, below=below)

@@ -15,20 +15,23 @@ from typing import Any
 from eventsourcing.sqlite import SQLiteCursor
 
 from imageledger.domain.image import Image as ImageAggregate
+from imageledger.infrastructure.audit_driver import AuditIndexDriver
 from imageledger.infrastructure.audit_rows import (
     COLUMNS,
-    difference,
-    fold_row,
     log_conditions,
     until_condition,
 )
-from imageledger.infrastructure.errors import IntegrityError, StoreError
-from imageledger.infrastructure.hash_chain import VIEW_DIFFERS, check_tracked
 from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 from imageledger.infrastructure.sqlite_recorder import notification_from_row
-from imageledger.projections.audit import AuditIndex, AuditRow, Bound, Found, LogQuery
+from imageledger.infrastructure.sqlite_tracking import (
+    log_head,
+    log_page,
+    track,
+    tracked_position,
+)
+from imageledger.projections.audit import AuditRow, Bound, Found, LogQuery
 
 VIEW_NAME = "audit_index"
 TABLE = "audit_index"
@@ -104,7 +107,7 @@ def _row(row: Any) -> AuditRow:
     )
 
 
-class SQLiteAuditIndex(AuditIndex):
+class SQLiteAuditIndex(AuditIndexDriver):
     """The audit index on one SQLite file, kept in the writes' transactions."""
 
     def __init__(self, datastore: LedgerSQLiteDatastore, mapper: LedgerMapper):
@@ -222,82 +225,34 @@ class SQLiteAuditIndex(AuditIndex):
             c.execute(statement)
         self._set_position(c, position)
 
-    # Verify driver: each row must be the fold of its event and of the row
-    # before it of the same name, which the check has already proved.
+    # The statements of the shared drivers (AuditIndexDriver).
 
-    def check(self, c: SQLiteCursor, recorded: Recorded) -> None:
-        """Check the index rows of a page of events, read in `c`'s transaction."""
-        if not recorded:
-            return
+    def _rows_between(
+        self, c: SQLiteCursor, first: int, last: int
+    ) -> dict[int, AuditRow]:
         c.execute(
             f"SELECT {COLUMNS} FROM {TABLE} WHERE position BETWEEN ? AND ?",
-            (recorded[0][0], recorded[-1][0]),
+            (first, last),
         )
-        stored = {row[0]: _row(row) for row in c.fetchall()}
-        previous: dict[tuple[str, str], AuditRow | None] = {}
-        for position, event in recorded:
-            key = (event.namespace, event.name)
-            if key not in previous:
-                previous[key] = self._last_row(c, TABLE, key, before=position)
-            expected = fold_row(previous[key], position, event)
-            found = stored.get(position)
-            if found != expected:
-                raise IntegrityError(
-                    position, VIEW_DIFFERS, difference(found, expected)
-                )
-            previous[key] = expected
+        return {row[0]: _row(row) for row in c.fetchall()}
 
-    def finish_check(self, c: SQLiteCursor, head: int, events: int) -> None:
-        """After the last page: no rows without events, and tracking at `head`."""
-        check_tracked(self._position(c), head)
-        c.execute(f"SELECT COUNT(*) FROM {TABLE}")
-        if int(c.fetchone()[0]) != events:
-            c.execute(
-                f"SELECT a.position FROM {TABLE} AS a LEFT JOIN {EVENTS_TABLE} AS e "
-                "ON e.rowid = a.position WHERE e.rowid IS NULL "
-                "ORDER BY a.position LIMIT 1"
-            )
-            row = c.fetchone()
-            position = head if row is None else int(row[0])
-            raise IntegrityError(
-                position,
-                VIEW_DIFFERS,
-                f"the audit index has a row at position {position}, "
-                "but the log has no event there",
-            )
-
-    # Shared by the drivers.
-
-    def _catch_up(self, c: SQLiteCursor, table: str, *, upto: int) -> int:
-        after = self._position(c)
-        if after > upto:
-            raise StoreError(
-                f"the audit index is at position {after}, beyond the log's {upto}: "
-                "events were removed from the log"
-            )
-        folded = 0
-        while after < upto:
-            batch = self._notifications(c, after=after, upto=upto)
-            if not batch:
-                break
-            self._fold_into(c, table, batch)
-            after = batch[-1][0]
-            folded += len(batch)
-        return folded
-
-    def _fold_into(self, c: SQLiteCursor, table: str, recorded: Recorded) -> None:
-        previous: dict[tuple[str, str], AuditRow | None] = {}
-        rows = []
-        for position, event in recorded:
-            key = (event.namespace, event.name)
-            if key not in previous:
-                previous[key] = self._last_row(c, table, key, before=None)
-            row = fold_row(previous[key], position, event)
-            previous[key] = row
-            rows.append(row)
+    def _insert(self, c: SQLiteCursor, table: str, rows: list[AuditRow]) -> None:
         c.executemany(
             f"INSERT INTO {table} ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows
         )
+
+    def _row_count(self, c: SQLiteCursor) -> int:
+        c.execute(f"SELECT COUNT(*) FROM {TABLE}")
+        return int(c.fetchone()[0])
+
+    def _first_row_without_event(self, c: SQLiteCursor) -> int | None:
+        c.execute(
+            f"SELECT a.position FROM {TABLE} AS a LEFT JOIN {EVENTS_TABLE} AS e "
+            "ON e.rowid = a.position WHERE e.rowid IS NULL "
+            "ORDER BY a.position LIMIT 1"
+        )
+        row = c.fetchone()
+        return None if row is None else int(row[0])
 
     def _last_row(
         self,
@@ -319,33 +274,13 @@ class SQLiteAuditIndex(AuditIndex):
     def _notifications(
         self, c: SQLiteCursor, *, after: int, upto: int | None
     ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
-        statement = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE rowid>? "
-        params: list[int] = [after]
-        if upto is not None:
-            statement += "AND rowid<=? "
-            params.append(upto)
-        c.execute(statement + "ORDER BY rowid LIMIT ?", [*params, BATCH])
-        return [
-            (row["rowid"], self.mapper.to_domain_event(notification_from_row(row)))
-            for row in c.fetchall()
-        ]
+        return log_page(c, self.mapper, after=after, upto=upto, limit=BATCH)
 
     def _position(self, c: SQLiteCursor) -> int:
-        c.execute(
-            "SELECT notification_id FROM tracking WHERE application_name=?",
-            (VIEW_NAME,),
-        )
-        row = c.fetchone()
-        if row is None:
-            raise StoreError("the audit index has no tracking row")
-        return int(row[0])
+        return tracked_position(c, VIEW_NAME)
 
     def _set_position(self, c: SQLiteCursor, position: int) -> None:
-        c.execute(
-            "UPDATE tracking SET notification_id=? WHERE application_name=?",
-            (position, VIEW_NAME),
-        )
+        track(c, VIEW_NAME, position)
 
     def _head(self, c: SQLiteCursor) -> int:
-        c.execute(f"SELECT MAX(rowid) FROM {EVENTS_TABLE}")
-        return int(c.fetchone()[0] or 0)
+        return log_head(c)

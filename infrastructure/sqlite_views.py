@@ -24,7 +24,12 @@ from imageledger.infrastructure.sqlite_indexes import (
     create_index_statement,
     list_keys_statement,
 )
-from imageledger.infrastructure.sqlite_recorder import notification_from_row
+from imageledger.infrastructure.sqlite_tracking import (
+    log_head,
+    log_page,
+    track,
+    tracked_position,
+)
 from imageledger.infrastructure.view_rows import (
     ALL_COLUMNS,
     READ_COLUMNS,
@@ -348,33 +353,13 @@ class SQLiteCurrentView(CurrentView):
     def _notifications(
         self, c: SQLiteCursor, *, after: int, upto: int | None, limit: int
     ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
-        statement = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE rowid>? "
-        params: list[int] = [after]
-        if upto is not None:
-            statement += "AND rowid<=? "
-            params.append(upto)
-        c.execute(statement + "ORDER BY rowid LIMIT ?", [*params, limit])
-        return [
-            (row["rowid"], self.mapper.to_domain_event(notification_from_row(row)))
-            for row in c.fetchall()
-        ]
+        return log_page(c, self.mapper, after=after, upto=upto, limit=limit)
 
     def _position(self, c: SQLiteCursor) -> int:
-        c.execute(
-            "SELECT notification_id FROM tracking WHERE application_name=?",
-            (VIEW_NAME,),
-        )
-        row = c.fetchone()
-        if row is None:
-            raise StoreError("the current view has no tracking row")
-        return int(row[0])
+        return tracked_position(c, VIEW_NAME)
 
     def _set_position(self, c: SQLiteCursor, position: int) -> None:
-        c.execute(
-            "UPDATE tracking SET notification_id=? WHERE application_name=?",
-            (position, VIEW_NAME),
-        )
+        track(c, VIEW_NAME, position)
 
     def _head(self, c: SQLiteCursor) -> int:
-        c.execute(f"SELECT MAX(rowid) FROM {EVENTS_TABLE}")
-        return int(c.fetchone()[0] or 0)
+        return log_head(c)
