@@ -34,7 +34,8 @@ from eventsourcing.persistence import StoredEvent
 
 from imageledger.domain.errors import InvalidArgument
 from imageledger.domain.image import Image
-from imageledger.infrastructure.event_log import EventLog, LogNotEmpty
+from imageledger.infrastructure.errors import LogNotEmpty
+from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.hash_chain import GENESIS, chain_links
 from imageledger.infrastructure.history_format import (
     CHAIN,

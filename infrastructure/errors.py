@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from imageledger.domain.errors import ImageLedgerError
+from imageledger.domain.errors import Conflict, ImageLedgerError
 
 
 class StoreError(ImageLedgerError):
     """The store cannot do what was asked: cannot open, busy, full, damaged, newer."""
+
+
+class LogNotEmpty(Conflict):
+    """The log already holds events where only an empty log will do."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the store already has events: import only into a new, empty store"
+        )
 
 
 class IntegrityError(ImageLedgerError):

@@ -7,7 +7,7 @@ live views and their positions in one transaction), and how to read the log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 from uuid import UUID
 
@@ -21,25 +21,14 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from imageledger.domain.errors import Conflict
 from imageledger.domain.image import Image, image_id
 from imageledger.infrastructure.hash_chain import ChainWalk
-from imageledger.infrastructure.live_views import Recorded
 from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
 from imageledger.infrastructure.wakeups import Wakeup
 from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage
 
 PAGE = 1000
-
-
-class LogNotEmpty(Conflict):
-    """The log already holds events where only an empty log will do."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "the store already has events: import only into a new, empty store"
-        )
 
 
 class EventLog(Application[UUID]):
@@ -171,13 +160,7 @@ class EventLog(Application[UUID]):
         One page at a time is in memory; the transaction holds the write lock
         from the first page to the commit.
         """
-        guard = _EmptyLogGuard(self._factory.count_events)
-        views = self._factory.recorder.live_views
-        views.insert(0, guard)  # before the views fold anything
-        try:
-            return self._factory.recorder.insert_pages(pages)
-        finally:
-            views.remove(guard)
+        return self._factory.recorder.insert_into_empty(pages)
 
     def stream(self, namespace: str, name: str) -> list[tuple[int, Image.Event]]:
         """Every event of one name, oldest first, with its log position."""
@@ -224,21 +207,6 @@ class EventLog(Application[UUID]):
     def verify(self, checkpoint: tuple[int, bytes] | None = None) -> ChainWalk:
         """Check the chain, the checkpoint and the views; see StoreFactory.verify."""
         return self._factory.verify(checkpoint)
-
-
-class _EmptyLogGuard:
-    """A live view that folds nothing: it refuses a write into a log that
-    held events before it, inside the write's transaction (under its lock,
-    so only the first page needs the check)."""
-
-    def __init__(self, count_events: Callable[[Any], int]) -> None:
-        self._count_events = count_events
-        self._checked = False
-
-    def apply(self, cursor: Any, recorded: Recorded) -> None:
-        if not self._checked and self._count_events(cursor) != len(recorded):
-            raise LogNotEmpty
-        self._checked = True
 
 
 def _restore(stream: UUID, state: CurrentImage) -> Image:

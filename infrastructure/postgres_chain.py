@@ -114,13 +114,6 @@ def links(
         return {int(row["position"]): bytes(row["chain"]) for row in c.fetchall()}
 
 
-def count_events(c: Cursor[DictRow], schema: str) -> int:
-    """The number of events in the log, as `c`'s transaction sees it."""
-    c.execute(_sql(schema, "SELECT COUNT(*) AS events FROM {events}"))
-    row = c.fetchone()
-    return 0 if row is None else int(row["events"])
-
-
 def checkpoint(datastore: LedgerPostgresDatastore) -> tuple[int, bytes]:
     """The last log position and its stored link; (0, GENESIS) for an empty log."""
     with datastore.transaction(commit=False) as c:

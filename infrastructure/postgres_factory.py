@@ -6,8 +6,6 @@ from typing import Any
 
 from eventsourcing.postgres import BasePostgresFactory, PostgresFactory
 from eventsourcing.utils import Environment
-from psycopg import Cursor
-from psycopg.rows import DictRow
 
 from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.hash_chain import ChainWalk
@@ -99,10 +97,6 @@ class LedgerPostgresFactory(PostgresFactory):
     def links(self, after: int, until: int) -> dict[int, bytes]:
         """Stored chain links after `after` up to `until` (postgres_chain.links)."""
         return postgres_chain.links(self.current_view.datastore, after, until)
-
-    def count_events(self, cursor: Cursor[DictRow]) -> int:
-        """The number of events in the log, in `cursor`'s transaction."""
-        return postgres_chain.count_events(cursor, self.datastore.schema)
 
     def wakeup(self) -> Wakeup:
         """A listener on the channel every append NOTIFYs."""

@@ -14,6 +14,7 @@ from psycopg.sql import SQL, Identifier, Literal
 
 from imageledger.domain.image import Image
 from imageledger.infrastructure import postgres_chain
+from imageledger.infrastructure.errors import LogNotEmpty
 from imageledger.infrastructure.hash_chain import GENESIS
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
@@ -86,10 +87,11 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
         ):
             return self._insert_events(curs, stored_events, **kwargs)
 
-    def insert_pages(
+    def insert_into_empty(
         self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[Image.Event]]]
     ) -> int:
-        """Insert pages of events in one transaction (an import)."""
+        """Insert pages of events in one transaction (an import), only into an
+        empty log: LogNotEmpty, and nothing inserted, otherwise."""
         inserted = 0
         with (
             self.datastore.get_connection() as conn,
@@ -97,10 +99,23 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
             conn.cursor() as curs,
         ):
             for stored, events in pages:
-                if stored:
-                    self._insert_events(curs, stored, image_events=events)
-                    inserted += len(stored)
+                if not stored:
+                    continue
+                positions = self._insert_events(curs, stored, image_events=events)
+                if not inserted and self._has_events_before(curs, positions[0]):
+                    # Checked under the write lock the first page took.
+                    raise LogNotEmpty
+                inserted += len(stored)
         return inserted
+
+    def _has_events_before(self, curs: Cursor[DictRow], position: int) -> bool:
+        curs.execute(
+            SQL("SELECT 1 FROM {}.{} WHERE notification_id < %s LIMIT 1").format(
+                Identifier(self.datastore.schema), Identifier(EVENTS_TABLE)
+            ),
+            (position,),
+        )
+        return curs.fetchone() is not None
 
     def _insert_events(  # type: ignore[override]  # returns positions, as on SQLite
         self,

@@ -83,12 +83,6 @@ def links(datastore: LedgerSQLiteDatastore, after: int, until: int) -> dict[int,
         return {int(row[0]): bytes(row[1]) for row in c.fetchall()}
 
 
-def count_events(c: SQLiteCursor) -> int:
-    """The number of events in the log, as `c`'s transaction sees it."""
-    c.execute(f"SELECT COUNT(*) FROM {EVENTS_TABLE}")
-    return int(c.fetchone()[0])
-
-
 def add_chain(c: SQLiteCursor) -> int:
     """Create `event_chain` and link every event already in the log (schema 1 -> 2).
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventsourcing.sqlite import SQLiteCursor, SQLiteFactory
+from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.utils import Environment
 
 from imageledger.infrastructure import sqlite_audit, sqlite_chain
@@ -96,10 +96,6 @@ class LedgerSQLiteFactory(SQLiteFactory):
     def links(self, after: int, until: int) -> dict[int, bytes]:
         """Stored chain links after `after` up to `until` (see sqlite_chain.links)."""
         return sqlite_chain.links(self.current_view.datastore, after, until)
-
-    def count_events(self, cursor: SQLiteCursor) -> int:
-        """The number of events in the log, in `cursor`'s transaction."""
-        return sqlite_chain.count_events(cursor)
 
     def wakeup(self) -> Wakeup:
         """SQLite cannot notify: waiting for appends is sleeping between polls."""

@@ -10,7 +10,7 @@ from eventsourcing.persistence import Notification, ProgrammingError, StoredEven
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
 from imageledger.domain.image import Image
-from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.errors import LogNotEmpty, StoreError
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.sqlite_chain import append_links
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
@@ -53,15 +53,20 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
             view.apply(c, recorded)
         return positions
 
-    def insert_pages(
+    def insert_into_empty(
         self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[Image.Event]]]
     ) -> int:
-        """Insert pages of events in one write transaction (an import)."""
+        """Insert pages of events in one write transaction (an import), only
+        into an empty log: LogNotEmpty, and nothing inserted, otherwise."""
         inserted = 0
-        with self.datastore.transaction(commit=True) as c:
+        with self.datastore.transaction(commit=True) as c:  # the write lock
+            c.execute(f"SELECT 1 FROM {self.events_table_name} LIMIT 1")
+            if c.fetchone() is not None:
+                raise LogNotEmpty
             for stored, events in pages:
-                self._insert_events(c, stored, image_events=events)
-                inserted += len(stored)
+                if stored:
+                    self._insert_events(c, stored, image_events=events)
+                    inserted += len(stored)
         return inserted
 
     def convert_originator_id(self, originator_id: str) -> UUID | str:

@@ -67,12 +67,13 @@ class StoreRecorder(Protocol):
         """Insert the events in one transaction, calling the live views in it;
         return their positions. `image_events=` passes the domain events."""
 
-    def insert_pages(
+    def insert_into_empty(
         self,
         pages: Iterable[tuple[Sequence[StoredEvent], Sequence[ImageAggregate.Event]]],
     ) -> int:
         """Insert pages of events (stored, domain) in one transaction, calling
-        the live views for each page; return how many were inserted."""
+        the live views for each page, only into an empty log (else LogNotEmpty,
+        and nothing inserted); return how many were inserted."""
 
     def select_notifications(
         self,
@@ -119,9 +120,6 @@ class StoreFactory(Protocol):
 
     def links(self, after: int, until: int) -> dict[int, bytes]:
         """The stored chain links of positions after `after` up to `until`."""
-
-    def count_events(self, cursor: Any) -> int:
-        """The number of events in the log, as `cursor`'s transaction sees it."""
 
     def wakeup(self) -> Wakeup:
         """Something to wait on until another process may have appended."""
