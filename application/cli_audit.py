@@ -86,7 +86,7 @@ def log(
     Examples:
       imageledger log --actor ci --since 2026-11-20
       imageledger log --digest sha256:9c1e...  # every registration at it
-      imageledger -A log --kind deleted --limit 10
+      imageledger log -A --kind deleted --limit 10
       imageledger --json log --after 1200   # what happened since position 1200
     """
     with settings.store() as store:
@@ -175,7 +175,7 @@ def where(settings: Settings, digest: str, every: bool) -> None:
     \b
     Examples:
       imageledger where sha256:9c1e2d3f...   # is this (compromised) digest in use?
-      imageledger -A --json where sha256:9c1e2d3f... | jq -r .name
+      imageledger --json where -A sha256:9c1e2d3f... | jq -r .name
     """
     with settings.store() as store:
         intervals = store.where(digest, namespace=None if every else settings.namespace)

@@ -86,16 +86,6 @@ class PastStore:
         self._bound = bound("when", when)
         self._filtering = filtering
 
-    @property
-    def position(self) -> int | None:
-        """The log position this view is at, when it was opened at one."""
-        return self._bound.position
-
-    @property
-    def moment(self) -> datetime | None:
-        """The moment this view is at, when it was opened at one."""
-        return self._bound.moment
-
     def get(self, name: str, *, namespace: str = DEFAULT_NAMESPACE) -> Image:
         """The image `name` pointed at then; raises ImageNotFound."""
         namespace = validate_namespace(namespace)
