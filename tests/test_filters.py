@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import INDEX, MANIFEST, digest, sqlite_only
+from conftest import INDEX, MANIFEST, SCRIPT, Run, digest, ok, sqlite_only
 from imageledger import Descriptor, ImageStore
 from imageledger.domain.filters import InvalidFilter, parse
 from imageledger.errors import InvalidArgument
@@ -29,7 +29,6 @@ from imageledger.infrastructure.sqlite_views import list_keys_params
 from imageledger.projections.current_view import Image
 from imageledger.projections.image_filter import ListKeys, image_query
 
-SCRIPT = Path(sys.executable).with_name("imageledger")
 REF_NAME = "org.opencontainers.image.ref.name"
 D1, D2, D3, D4 = digest(1), digest(2), digest(3), digest(4)
 
@@ -478,34 +477,8 @@ def _without_write_access() -> dict[str, Any]:
 # The command line.
 
 
-@pytest.fixture
-def run(
-    tmp_path: Path, location: str
-) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """The console script on the test's store, as tests/test_cli.py runs it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELEDGER_")}
-
-    def run_script(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(SCRIPT), "--db", location, *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    return run_script
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert (result.returncode, result.stderr) == (0, ""), result.stderr
-    return result.stdout
-
-
 def test_cli_list_prints_the_images_any_filter_matches(
-    corpus_store: ImageStore, run: Callable[..., subprocess.CompletedProcess[str]]
+    corpus_store: ImageStore, run: Run
 ) -> None:
     stamp = {
         name: corpus_store.get(name).updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -523,7 +496,7 @@ def test_cli_list_prints_the_images_any_filter_matches(
 
 
 def test_cli_list_with_a_malformed_filter_exits_2_with_one_line(
-    run: Callable[..., subprocess.CompletedProcess[str]], location: str
+    run: Run, location: str
 ) -> None:
     result = run("list", "labels.team==web", "name==,")
     assert (result.returncode, result.stdout) == (2, "")

@@ -10,7 +10,6 @@ import json
 import os
 import pty
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,14 +19,13 @@ from typing import Any
 
 import pytest
 
-from conftest import INDEX, descriptor, digest, split_schema, with_schema
+from conftest import INDEX, SCRIPT, descriptor, digest, split_schema, with_schema
 from imageledger import ImageStore
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image, image_id
 from imageledger.errors import Conflict, InvalidArgument
 from imageledger.infrastructure import history_format
 
-SCRIPT = Path(sys.executable).with_name("imageledger")
 CHAIN_DIFFERS = (
     "chain: hash differs: the export was altered or made by another encoding"
 )

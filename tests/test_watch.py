@@ -9,20 +9,18 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from test_cli import register_args
 
-from conftest import descriptor, digest
+from conftest import SCRIPT, descriptor, digest
 from imageledger import ImageStore
 from imageledger.errors import InvalidArgument
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(sys.executable).with_name("imageledger")
 DEADLINE = 30.0  # seconds a line may take before the watch counts as broken
 HEADER = (
     f"{'POSITION':8}  {'NAME':30}  VERSION  KIND        {'DIGEST':71}  "
@@ -176,25 +174,9 @@ def test_watch_shows_only_its_namespace(location: str, watchers: list[Watcher]) 
     watchers.append(watcher)
     assert watcher.line() == HEADER
     register(location, "elsewhere:1", 1)  # namespace default
-    write(location, "-n", "prod", *_register_args("here:1", 2))
+    write(location, "-n", "prod", *register_args("here:1", 2, "--actor", "ci"))
     assert watcher.line() == row(location, "here:1", 2, namespace="prod")
     assert watcher.stop(signal.SIGINT) == (0, "")
-
-
-def _register_args(name: str, n: int) -> list[str]:
-    target = descriptor(n)
-    return [
-        "register",
-        name,
-        "--digest",
-        target["digest"],
-        "--media-type",
-        target["mediaType"],
-        "--size",
-        str(target["size"]),
-        "--actor",
-        "ci",
-    ]
 
 
 @pytest.mark.parametrize(
