@@ -11,6 +11,7 @@ Without a server the PostgreSQL cases skip, except under CI=true: there they fai
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import sqlite3
 import subprocess
@@ -274,3 +275,29 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 def when(moment: Any) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def on_a_terminal(location: str, *args: str) -> tuple[int, bytes, bytes]:
+    """Run the script with stderr on a pseudo-terminal: (exit, stdout, drawn)."""
+    primary, secondary = pty.openpty()
+    try:
+        result = subprocess.run(
+            [str(SCRIPT), "--db", location, *args],
+            stderr=secondary,
+            stdout=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+        os.close(secondary)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(primary, 4096)
+            except OSError:  # EIO: the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(primary)
+    return result.returncode, result.stdout, drawn

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,17 @@ from typing import Any
 
 import pytest
 
-from conftest import INDEX, MANIFEST, SCRIPT, Run, descriptor, digest, ok, when
+from conftest import (
+    INDEX,
+    MANIFEST,
+    SCRIPT,
+    Run,
+    descriptor,
+    digest,
+    ok,
+    on_a_terminal,
+    when,
+)
 from imageledger import ImageStore
 
 RICH = {
@@ -255,29 +264,8 @@ def test_rebuild_draws_a_progress_bar_when_stderr_is_a_terminal(
     with ImageStore.open(location) as store:
         for n in range(3):
             store.register(f"app:{n}", descriptor(n))
-    primary, secondary = pty.openpty()
-    try:
-        result = subprocess.run(
-            [str(SCRIPT), "--db", location, "rebuild"],
-            stderr=secondary,
-            stdout=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        os.close(secondary)
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(primary, 4096)
-            except OSError:  # EIO: the terminal's other end is closed
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(primary)
-    assert (result.returncode, result.stdout) == (
+    code, out, drawn = on_a_terminal(location, "rebuild")
+    assert (code, out.decode()) == (
         0,
         "rebuilt the views from 3 events\n",
     )

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pty
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +18,15 @@ from typing import Any
 
 import pytest
 
-from conftest import INDEX, SCRIPT, descriptor, digest, split_schema, with_schema
+from conftest import (
+    INDEX,
+    SCRIPT,
+    descriptor,
+    digest,
+    on_a_terminal,
+    split_schema,
+    with_schema,
+)
 from imageledger import ImageStore
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image, image_id
@@ -535,32 +542,6 @@ def test_cli_export_to_an_unwritable_place_exits_1_and_leaves_no_file(
         f"Error: Could not open file {str(target)!r}"
     )
     assert not target.exists()
-
-
-def on_a_terminal(location: str, *args: str) -> tuple[int, bytes, bytes]:
-    """Run the script with stderr on a pseudo-terminal: (exit, stdout, drawn)."""
-    primary, secondary = pty.openpty()
-    try:
-        result = subprocess.run(
-            [str(SCRIPT), "--db", location, *args],
-            stderr=secondary,
-            stdout=subprocess.PIPE,
-            timeout=60,
-            check=False,
-        )
-        os.close(secondary)
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(primary, 4096)
-            except OSError:  # EIO: the terminal's other end is closed
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(primary)
-    return result.returncode, result.stdout, drawn
 
 
 def test_cli_export_and_import_draw_progress_on_a_terminal_only(
