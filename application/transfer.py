@@ -23,6 +23,7 @@ transaction (all or nothing). What it keeps is a few numbers per name.
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ def import_log(log: EventLog, file: IO[Any], progress: Progress | None = None) -
     naming the line and field of the first bad line; nothing is written then.
     `progress(done, total)` counts lines checked, then events appended.
     """
+    _require_file(file, "read")
     if log.head():
         raise LogNotEmpty
     with tempfile.TemporaryFile() as checked:
@@ -179,7 +181,24 @@ class _Sequence:
         self._position = line.position
 
 
+_DOING = {"read": "reading", "write": "writing"}
+
+
+def _require_file(file: object, method: str) -> None:
+    # A path given where a file object belongs would be read character by
+    # character as lines, or fail deep inside with an AttributeError.
+    if isinstance(file, str | bytes | os.PathLike) or not callable(
+        getattr(file, method, None)
+    ):
+        raise InvalidArgument(
+            "file",
+            f"must be a file object open for {_DOING[method]} (binary or text), "
+            f"not {type(file).__name__}",
+        )
+
+
 def _writer(file: IO[Any]) -> Callable[[bytes], object]:
+    _require_file(file, "write")
     if isinstance(file, io.TextIOBase):
         return lambda line: file.write(line.decode())
     return file.write

@@ -626,3 +626,32 @@ def test_write_once_names_keep_their_binding_across_a_move(
         with pytest.raises(Conflict, match="is immutable at"):
             new.register("app:1.4.2", descriptor(9))
         new.verify()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda store: store.export_log(None),
+            "invalid file: must be a file object open for writing (binary or "
+            "text), not NoneType",
+        ),
+        (
+            lambda store: store.import_log("history.jsonl"),
+            "invalid file: must be a file object open for reading (binary or "
+            "text), not str",
+        ),
+        (
+            lambda store: store.import_log(None),
+            "invalid file: must be a file object open for reading (binary or "
+            "text), not NoneType",
+        ),
+    ],
+)
+def test_something_other_than_a_file_is_refused_and_nothing_is_written(
+    store: ImageStore, log_rows: Any, call: Callable[[ImageStore], object], message: str
+) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        call(store)
+    assert str(refused.value) == message
+    assert log_rows() == []
