@@ -1,6 +1,6 @@
 """The error hierarchy every imageledger error derives from.
 
-The domain raises the first four; the infrastructure adds StoreError and
+The domain raises the first four and BrokenRule; the infrastructure adds StoreError and
 IntegrityError; `imageledger.errors` is the public module that names them all.
 """
 
@@ -76,6 +76,20 @@ class ImmutableImage(Conflict):
         return ImmutableImage(
             self.name, self.namespace, self.digest, target=self.target, force=force
         )
+
+
+class BrokenRule(ImageLedgerError):
+    """An event that a name's stream may not hold where it stands.
+
+    Live writes never make one (their commands refuse first); a history file
+    being imported, or a log being verified, may hold one. `field` names the
+    part of the event that breaks the rule, `problem` says which rule.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
 
 
 def shown(value: object, limit: int = 40) -> str:

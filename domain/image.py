@@ -14,7 +14,7 @@ deleted only by force.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, ClassVar, cast
 from uuid import UUID, uuid5
@@ -22,7 +22,7 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import AggregateEvent, BaseAggregate
 
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.errors import ImageNotFound, ImmutableImage
+from imageledger.domain.errors import BrokenRule, ImageNotFound, ImmutableImage
 
 # Fixed for ever: image ids are uuid5(IMAGE_ID_NAMESPACE, "namespace/name"), so
 # two writers of one name, in any process or on any host, meet on one stream.
@@ -65,6 +65,12 @@ class Image(BaseAggregate[UUID]):
         actor: str
         reason: str | None
 
+        def mutate(self, aggregate: Any) -> Any:
+            # Every event applied to an aggregate keeps the stream's rules,
+            # so a command cannot make one that verify would refuse.
+            check_follows(None if aggregate is None else aggregate.standing(), self)
+            return super().mutate(aggregate)
+
     @dataclass(frozen=True)
     class Registered(Event):
         """The name now points at `target`, with `labels`.
@@ -83,6 +89,7 @@ class Image(BaseAggregate[UUID]):
 
         def mutate(self, aggregate: Any) -> Any:
             if aggregate is None:  # the first event of the stream creates it
+                check_follows(None, self)
                 image = Image.__new__(Image)
                 image.__base_init__(
                     originator_id=self.originator_id,
@@ -176,6 +183,47 @@ class Image(BaseAggregate[UUID]):
         image.immutable = immutable
         return image
 
+    @classmethod
+    def resume(cls, last: Event, before: Event | None, created_at: datetime) -> Image:
+        """The aggregate as its stream's last event `last` left it.
+
+        `before` is the event before it (None for the first): a delete keeps
+        the target and labels of the registration it follows. `created_at`,
+        when the current life began, is used only where these two events
+        cannot tell it (a registration that continues a life).
+        """
+        if isinstance(last, cls.Registered):
+            registered, live = last, True
+            if last.originator_version == cls.INITIAL_VERSION or isinstance(
+                before, cls.Deleted
+            ):
+                created_at = last.timestamp
+        elif isinstance(before, cls.Registered):
+            registered, live = before, False
+        else:
+            raise BrokenRule("kind", "a delete must follow a registration")
+        return cls.restore(
+            id=last.originator_id,
+            namespace=last.namespace,
+            name=last.name,
+            version=last.originator_version,
+            target=registered.target,
+            labels=registered.labels,
+            live=live,
+            created_at=created_at,
+            updated_at=last.timestamp,
+            immutable=registered.immutable,
+        )
+
+    def standing(self) -> Standing:
+        """What the rules need to know of this name before its next event."""
+        return Standing(
+            self.version,
+            self.live,
+            self.target if self.immutable else None,
+            self.modified_on,
+        )
+
     def _next_timestamp(self) -> datetime:
         # A name's events are in time order, whatever the clock does (a step
         # back, or another host's clock): so the events of one name at or
@@ -199,14 +247,8 @@ class Image(BaseAggregate[UUID]):
         any other target raises ImmutableImage and writes nothing.
         """
         if self.immutable:
-            if not same_content(target, self.target):
-                raise ImmutableImage(
-                    self.name,
-                    self.namespace,
-                    _content(self.target, target),
-                    target=_content(target, self.target),
-                )
-            immutable = True  # once bound, always bound
+            immutable = True  # once bound, always bound (check_follows
+            # refuses other content when the event is applied)
         if (
             self.live
             and immutable == self.immutable
@@ -260,6 +302,77 @@ class Image(BaseAggregate[UUID]):
             reason=reason,
             forced=self.immutable,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a name stands after its last event, as far as the rules care.
+
+    `bound` is the target of an immutable name (its content is what every
+    later registration must have), None for a name that is not immutable.
+    """
+
+    version: int
+    live: bool
+    bound: Descriptor | None
+    timestamp: datetime
+
+
+_ZERO = timedelta(0)
+
+
+def check_follows(standing: Standing | None, event: Image.Event) -> None:
+    """Raise unless `event` may be the next event of a name at `standing`
+    (None: a name without events).
+
+    The rules every stream keeps, whoever wrote it: versions 1, 2, 3, ...;
+    a stream starts with a registration; a delete follows a live name; once
+    a name is immutable every later registration is immutable and at its
+    content (else ImmutableImage), and every delete of it is forced, while
+    no delete of another name is; timestamps are UTC and never go back.
+    Commands apply their events through this check, the import checks each
+    line with it and verify each stored event: one rule, one place.
+    Raises BrokenRule naming the event's field, or ImmutableImage.
+    """
+    what = f"{event.name!r} in namespace {event.namespace!r}"
+    expected = Image.INITIAL_VERSION if standing is None else standing.version + 1
+    if event.originator_version != expected:
+        raise BrokenRule(
+            "version",
+            f"{event.originator_version} is not the next version of {what}: "
+            f"expected {expected}",
+        )
+    if event.timestamp.utcoffset() != _ZERO:
+        raise BrokenRule("timestamp", f"the time of an event of {what} is not UTC")
+    if standing is not None and event.timestamp < standing.timestamp:
+        raise BrokenRule("timestamp", f"is earlier than the previous event of {what}")
+    bound = None if standing is None else standing.bound
+    if isinstance(event, Image.Deleted):
+        if standing is None or not standing.live:
+            raise BrokenRule("kind", f"{what} is deleted but does not exist there")
+        if event.forced != (bound is not None):
+            raise BrokenRule(
+                "forced",
+                f"{what} is immutable: its delete must be forced"
+                if bound is not None
+                else f"{what} is not immutable: its delete cannot be forced",
+            )
+    elif isinstance(event, Image.Registered):
+        if bound is not None:
+            if not same_content(event.target, bound):
+                raise ImmutableImage(
+                    event.name,
+                    event.namespace,
+                    _content(bound, event.target),
+                    target=_content(event.target, bound),
+                )
+            if not event.immutable:
+                raise BrokenRule(
+                    "immutable",
+                    f"{what} is immutable: every later registration must be",
+                )
+    else:
+        raise BrokenRule("kind", f"not an image event: {type(event).__name__}")
 
 
 def same_content(a: Descriptor, b: Descriptor) -> bool:

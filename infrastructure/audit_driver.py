@@ -8,9 +8,9 @@ from abc import abstractmethod
 from typing import Any
 
 from imageledger.infrastructure.audit_rows import difference, fold_row
-from imageledger.infrastructure.errors import IntegrityError, StoreError
+from imageledger.infrastructure.errors import IntegrityError
 from imageledger.infrastructure.hash_chain import VIEW_DIFFERS, check_tracked
-from imageledger.infrastructure.live_views import Recorded
+from imageledger.infrastructure.live_views import Recorded, check_not_beyond
 from imageledger.projections.audit import AuditIndex, AuditRow
 
 TABLE = "audit_index"
@@ -37,6 +37,10 @@ class AuditIndexDriver(AuditIndex):
     @abstractmethod
     def _insert(self, c: Any, table: str, rows: list[AuditRow]) -> None:
         """Insert rows into `table`."""
+
+    @abstractmethod
+    def _delete_after(self, c: Any, table: str, position: int) -> None:
+        """Delete the rows of `table` after log position `position`."""
 
     @abstractmethod
     def _row_count(self, c: Any) -> int:
@@ -92,11 +96,10 @@ class AuditIndexDriver(AuditIndex):
 
     def _catch_up(self, c: Any, table: str, *, upto: int) -> int:
         after = self._position(c)
-        if after > upto:
-            raise StoreError(
-                f"the audit index is at position {after}, beyond the log's {upto}: "
-                "events were removed from the log"
-            )
+        check_not_beyond("audit index", after, upto)
+        # Rows past the tracked position (its tracking row was moved back, or
+        # lost) are folded again from the log, not trusted.
+        self._delete_after(c, table, after)
         folded = 0
         while after < upto:
             batch = self._notifications(c, after=after, upto=upto)

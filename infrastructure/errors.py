@@ -24,7 +24,7 @@ class IntegrityError(ImageLedgerError):
     `position` is the first log position found bad and `problem` says what is
     wrong there (``"payload changed"``, ``"event missing"``, ``"order
     changed"``, ``"forged event"``, ``"link changed"``, ``"history
-    rewritten"``, ``"view differs from the fold"``).
+    rewritten"``, ``"rule broken"``, ``"view differs from the fold"``).
     """
 
     def __init__(self, position: int, problem: str, detail: str = "") -> None:

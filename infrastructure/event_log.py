@@ -1,7 +1,7 @@
 """The event log: an eventsourcing Application over one store.
 
-It knows how to load an image aggregate cheaply (from the current view's row
-as a snapshot, fast-forwarded with any later events), how to save one (events,
+It knows how to load an image aggregate from the log (its stream's last
+events, checked against the current view's row), how to save one (events,
 live views and their positions in one transaction), and how to read the log.
 """
 
@@ -21,9 +21,12 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
+from imageledger.domain.errors import BrokenRule, ImmutableImage
 from imageledger.domain.image import Image, image_id
-from imageledger.infrastructure.hash_chain import ChainWalk
+from imageledger.infrastructure.errors import IntegrityError, StoreError
+from imageledger.infrastructure.hash_chain import RULE_BROKEN, VIEW_DIFFERS, ChainWalk
 from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
+from imageledger.infrastructure.view_rows import Snapshot, shown_value
 from imageledger.infrastructure.wakeups import Wakeup
 from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage
@@ -75,40 +78,90 @@ class EventLog(Application[UUID]):
         return self._factory.audit_index
 
     def load(self, namespace: str, name: str) -> Image | None:
-        """The aggregate of a name as the log has it now, or None if never seen.
-
-        The current view's row is the snapshot (it commits with the events, so
-        it is normally at the stream's head); events after it, if any, are
-        replayed onto it. Cost does not grow with the name's history.
-        """
-        stream = image_id(namespace, name)
-        state, head = self._factory.current_view.snapshot(namespace, name, stream)
-        image = None if state is None else _restore(stream, state)
-        if head > (0 if image is None else image.version):
-            gt = 0 if image is None else image.version
-            decode = self._factory.mapper_instance.to_domain_event
-            for notification in self._factory.recorder.select_stream(stream, gt):
-                image = decode(notification).mutate(image)
-        return image
+        """The aggregate of a name as the log has it now, or None if never seen."""
+        return self.load_many(namespace, [name])[name]
 
     def load_many(
         self, namespace: str, names: Iterable[str]
     ) -> dict[str, Image | None]:
-        """`load` of many names of one namespace, in a few reads for them all.
+        """The aggregates of names of one namespace, as the log has them now.
 
-        When the view is at the log's head every row is its stream's head, so
-        the rows alone are the aggregates; otherwise each name is loaded alone.
+        What a write decides against comes from the log: each stream's last
+        two events say everything the rules and the commands need (version,
+        life, target, labels, binding, time), whatever the name's history.
+        The view's row, read at the same moment, must say the same: one that
+        does not (a row changed or lost outside imageledger) raises
+        IntegrityError and nothing is written, so a damaged view is never
+        laundered into the log. Only `created_at` of a name whose life began
+        before its last event is taken from the row. Cost does not grow with
+        a name's history.
         """
         wanted = list(dict.fromkeys(names))
-        states = self._factory.current_view.snapshots(namespace, wanted)
-        if states is None:
-            return {name: self.load(namespace, name) for name in wanted}
+        streams = [image_id(namespace, name) for name in wanted]
+        found = self._factory.current_view.snapshots(namespace, wanted, streams)
+        empty = Snapshot(None, [], 0)
         return {
-            name: None
-            if (state := states.get(name)) is None
-            else _restore(image_id(namespace, name), state)
+            name: self._resume(namespace, name, found.get(name, empty))
             for name in wanted
         }
+
+    def _resume(self, namespace: str, name: str, snapshot: Snapshot) -> Image | None:
+        what = f"image {name!r} in namespace {namespace!r}"
+        row, last, view_position = snapshot
+        if last and view_position < last[0].id:
+            # The view has not folded the stream's last event (it was created
+            # on an existing log, or lost its position): the whole stream says.
+            return self._replay(namespace, name)
+        if not last:
+            if row is None:
+                return None
+            raise IntegrityError(
+                0,
+                VIEW_DIFFERS,
+                f"the current view has a row of {what}, but the log has no event "
+                f"of it; {REPAIR}",
+            )
+        position = last[0].id
+        if isinstance(row, StoreError):
+            raise IntegrityError(position, VIEW_DIFFERS, str(row)) from row
+        if row is None:
+            raise IntegrityError(
+                position,
+                VIEW_DIFFERS,
+                f"the log has events of {what}, but the current view has no row "
+                f"of it; {REPAIR}",
+            )
+        decode = self._factory.mapper_instance.to_domain_event
+        events = [decode(notification) for notification in last]
+        try:
+            image = Image.resume(
+                events[0], events[1] if len(events) > 1 else None, row.image.created_at
+            )
+        except (BrokenRule, ImmutableImage) as e:
+            raise IntegrityError(position, RULE_BROKEN, f"{what}: {e}") from e
+        differences = _differences(row, image)
+        if differences:
+            raise IntegrityError(
+                position,
+                VIEW_DIFFERS,
+                f"the current view's row of {what} is not what its last event "
+                f"left: {differences}; {REPAIR}",
+            )
+        return image
+
+    def _replay(self, namespace: str, name: str) -> Image | None:
+        """The aggregate of a name from every event of its stream."""
+        image = None
+        for position, event in self.stream(namespace, name):
+            try:
+                image = event.mutate(image)
+            except (BrokenRule, ImmutableImage) as e:
+                raise IntegrityError(
+                    position,
+                    RULE_BROKEN,
+                    f"image {name!r} in namespace " f"{namespace!r}: {e}",
+                ) from e
+        return image
 
     def append(self, image: Image) -> list[int]:
         """Save the aggregate's pending events; return their log positions.
@@ -209,18 +262,24 @@ class EventLog(Application[UUID]):
         return self._factory.verify(checkpoint)
 
 
-def _restore(stream: UUID, state: CurrentImage) -> Image:
-    """The aggregate at the state a view row holds."""
-    current = state.image
-    return Image.restore(
-        id=stream,
-        namespace=current.namespace,
-        name=current.name,
-        version=current.version,
-        target=current.target,
-        labels=current.labels,
-        live=state.live,
-        created_at=current.created_at,
-        updated_at=current.updated_at,
-        immutable=current.immutable,
+REPAIR = "`imageledger rebuild` refolds the views from the log"
+
+
+def _differences(row: CurrentImage, image: Image) -> str:
+    """What the view's row says otherwise than the log's aggregate."""
+    viewed = row.image
+    pairs = (
+        ("live", row.live, image.live),
+        ("version", viewed.version, image.version),
+        ("target", viewed.target, image.target),
+        ("labels", viewed.labels, image.labels),
+        ("immutable", viewed.immutable, image.immutable),
+        ("updated_at", viewed.updated_at, image.modified_on),
+        ("created_at", viewed.created_at, image.created_at),
+    )
+    return "; ".join(
+        f"{field} is {shown_value(in_view)} in the view, "
+        f"{shown_value(in_log)} in the log"
+        for field, in_view, in_log in pairs
+        if in_view != in_log
     )

@@ -40,6 +40,7 @@ ORDER_CHANGED = "order changed"
 FORGED_EVENT = "forged event"
 LINK_CHANGED = "link changed"
 REWRITTEN = "history rewritten"
+RULE_BROKEN = "rule broken"
 VIEW_DIFFERS = "view differs from the fold"
 
 

@@ -12,7 +12,8 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from imageledger.domain.image import Image
-from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.errors import IntegrityError
+from imageledger.infrastructure.hash_chain import VIEW_DIFFERS
 
 Recorded = Sequence[tuple[int, Image.Event]]
 """Events as the log recorded them: (position, event), in log order."""
@@ -35,14 +36,10 @@ def fold_in_batches(
     """Fold the log's events after `after` up to `upto`, a batch at a time.
 
     `read(after)` returns the next batch (empty at the end); `fold` folds one.
-    Returns the number of events folded. A view beyond the log means events
-    were removed from it: StoreError.
+    Returns the number of events folded. A view beyond the log (its tracking
+    row changed, or events removed from the log): IntegrityError.
     """
-    if after > upto:
-        raise StoreError(
-            f"the current view is at position {after}, beyond the log's {upto}: "
-            "events were removed from the log"
-        )
+    check_not_beyond("current view", after, upto)
     folded = 0
     while after < upto:
         batch = read(after)
@@ -52,6 +49,18 @@ def fold_in_batches(
         after = batch[-1][0]
         folded += len(batch)
     return folded
+
+
+def check_not_beyond(view: str, position: int, head: int) -> None:
+    """IntegrityError if `view` says it reflects more of the log than there is."""
+    if position > head:
+        raise IntegrityError(
+            head + 1,
+            VIEW_DIFFERS,
+            f"the {view} says it reflects log position {position}, but the log "
+            f"ends at position {head}; `imageledger rebuild` refolds the views "
+            "from the log",
+        )
 
 
 class RebuiltView(Protocol):

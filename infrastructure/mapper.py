@@ -12,7 +12,7 @@ it had before they existed, and so its link in the hash chain.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +22,9 @@ from pydantic import BaseModel
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.errors import InvalidArgument
-from imageledger.domain.image import Image
+from imageledger.domain.image import Image, image_id
+from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
+from imageledger.domain.names import validate_name, validate_namespace
 from imageledger.infrastructure.errors import StoreError
 
 EVENT_CLASSES: dict[str, type[Image.Event]] = {
@@ -83,16 +85,58 @@ def _labels(value: object) -> dict[str, str]:
     return value
 
 
+def _timestamp(value: object) -> datetime:
+    """A stored time, in UTC (a history imported before times had to be UTC
+    may hold another offset); ValueError if it has none or UTC cannot hold it."""
+    moment = datetime.fromisoformat(_string(value))
+    if moment.utcoffset() is None:
+        raise ValueError(f"the timestamp {value!r} has no offset")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"the timestamp {value!r} is out of range in UTC") from None
+
+
+def _utc_timestamp(value: object) -> datetime:
+    """A stored time as the rules want it: already in UTC."""
+    moment = datetime.fromisoformat(_string(value))
+    if moment.utcoffset() != timedelta(0):
+        raise ValueError(f"the timestamp {value!r} is not UTC")
+    return moment
+
+
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "actor": _string,
     "name": _string,
     "namespace": _string,
     "reason": lambda v: None if v is None else _string(v),
-    "timestamp": lambda v: datetime.fromisoformat(_string(v)),
+    "timestamp": _timestamp,
     "labels": _labels,
     "target": Descriptor.from_oci,
     "immutable": _flag,
     "forced": _flag,
+}
+
+
+def _checked(validate: Callable[[Any], Any], decode: Callable[[Any], Any]) -> Any:
+    """A decoder that also validates, keeping the value exactly as stored."""
+
+    def checked(value: Any) -> Any:
+        validate(value)
+        return decode(value)
+
+    return checked
+
+
+# What verify decodes with: every field validated as `register` validates it.
+_CHECKED_DECODERS: dict[str, Callable[[Any], Any]] = {
+    **_DECODERS,
+    "actor": _checked(validate_actor, _string),
+    "name": _checked(validate_name, _string),
+    "namespace": _checked(validate_namespace, _string),
+    "reason": _checked(validate_reason, _DECODERS["reason"]),
+    "timestamp": _utc_timestamp,
+    "labels": _checked(validate_labels, _labels),
 }
 
 
@@ -116,6 +160,23 @@ class LedgerMapper(Mapper[UUID]):
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Image.Event:
+        return self._decode(stored_event, _DECODERS)
+
+    def to_checked_event(self, stored_event: StoredEvent) -> Image.Event:
+        """`to_domain_event`, with every field validated as `register` does,
+        the time required to be UTC, and the aggregate id required to be the
+        name's: what verify proves of each stored event."""
+        event = self._decode(stored_event, _CHECKED_DECODERS)
+        if event.originator_id != image_id(event.namespace, event.name):
+            raise StoreError(
+                f"{_where(stored_event)} is damaged: it is filed under aggregate "
+                f"{event.originator_id}, not that of its name"
+            )
+        return event
+
+    def _decode(
+        self, stored_event: StoredEvent, decoders: dict[str, Callable[[Any], Any]]
+    ) -> Image.Event:
         cls = EVENT_CLASSES.get(stored_event.topic)
         if cls is None:
             raise StoreError(
@@ -128,7 +189,7 @@ class LedgerMapper(Mapper[UUID]):
                 raw.keys() != _FIELDS[cls] and raw.keys() != _FLAGGED_FIELDS[cls]
             ):
                 raise TypeError("its fields are not those of " + cls.TOPIC)
-            state = {key: _DECODERS[key](value) for key, value in raw.items()}
+            state = {key: decoders[key](value) for key, value in raw.items()}
             state.setdefault(_FLAGS[cls], False)
             originator_id = stored_event.originator_id
             state["originator_id"] = (

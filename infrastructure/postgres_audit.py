@@ -272,6 +272,11 @@ class PostgresAuditIndex(AuditIndexDriver):
         else:
             c.executemany(insert, rows)
 
+    def _delete_after(self, c: Cursor[DictRow], table: str, position: int) -> None:
+        c.execute(
+            self._sql("DELETE FROM {table} WHERE position>%s", table), (position,)
+        )
+
     def _row_count(self, c: Cursor[DictRow]) -> int:
         c.execute(self._sql("SELECT COUNT(*) AS n FROM {table}"))
         row = c.fetchone()

@@ -8,7 +8,6 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from imageledger.domain.image import Image
-from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_recorder import (
     EVENTS_TABLE,
@@ -25,7 +24,8 @@ def _sql(schema: str, text: str) -> Composed:
 
 
 def tracked_position(c: Cursor[DictRow], schema: str, view: str) -> int:
-    """The log position `view` says it reflects."""
+    """The log position `view` says it reflects (0 when its row is gone: the
+    view then catches up from the start, as a view that never ran)."""
     c.execute(
         _sql(
             schema, "SELECT notification_id FROM {tracking} WHERE application_name=%s"
@@ -33,9 +33,11 @@ def tracked_position(c: Cursor[DictRow], schema: str, view: str) -> int:
         (view,),
     )
     row = c.fetchone()
-    if row is None:
-        raise StoreError(f"the {view.replace('_', ' ')} has no tracking row")
-    return int(row["notification_id"])
+    return (
+        0
+        if row is None or row["notification_id"] is None
+        else int(row["notification_id"])
+    )
 
 
 def track(c: Cursor[DictRow], schema: str, view: str, position: int) -> None:
@@ -43,9 +45,11 @@ def track(c: Cursor[DictRow], schema: str, view: str, position: int) -> None:
     c.execute(
         _sql(
             schema,
-            "UPDATE {tracking} SET notification_id=%s WHERE application_name=%s",
+            "INSERT INTO {tracking} (application_name, notification_id) "
+            "VALUES (%s, %s) ON CONFLICT (application_name) "
+            "DO UPDATE SET notification_id=excluded.notification_id",
         ),
-        (position, view),
+        (view, position),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from eventsourcing.persistence import Notification
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -21,6 +22,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.trusted import rebuild
+from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import Recorded, fold_in_batches
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_chain import CHECK_TABLE
@@ -37,7 +39,11 @@ from imageledger.infrastructure.postgres_tracking import (
     track,
     tracked_position,
 )
-from imageledger.infrastructure.view_rows import READ_COLUMNS
+from imageledger.infrastructure.view_rows import (
+    READ_COLUMNS,
+    VIEW_READ_COLUMNS,
+    Snapshot,
+)
 from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
 from imageledger.projections.image_filter import ListKeys
 
@@ -63,6 +69,18 @@ def _image(row: DictRow) -> Image:
             "immutable": row["immutable"],
         },
     )
+
+
+def _read_state(row: DictRow) -> CurrentImage | StoreError:
+    """The fold state a view row holds, or the error when it is damaged."""
+    try:
+        return CurrentImage(image=_image(row), live=row["live"])
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        return StoreError(
+            f"the current view's row of {row['name']!r} in namespace "
+            f"{row['namespace']!r} is damaged ({type(e).__name__}: {e}); "
+            "rebuild() refolds it from the log"
+        )
 
 
 def _row_params(state: CurrentImage) -> tuple[Any, ...]:
@@ -93,13 +111,19 @@ class PostgresCurrentView(CurrentView):
             f"SELECT {READ_COLUMNS} FROM {{table}} "
             "WHERE namespace=%s AND name=%s AND live",
         )
-        self._snapshot = self._sql(
-            "SELECT (SELECT MAX(originator_version) FROM {events} "
-            f"WHERE originator_id=%s) AS head, {READ_COLUMNS} FROM (SELECT 1) AS one "
-            "LEFT JOIN {table} ON namespace=%s AND name=%s"
-        )
+        # Each name's view row and its stream's last two events, read in one
+        # statement (one moment): a write checks the row against the events.
         self._snapshots = self._sql(
-            f"SELECT {READ_COLUMNS} FROM {{table}} WHERE namespace=%s AND name=ANY(%s)"
+            f"SELECT k.key, {VIEW_READ_COLUMNS}, e.notification_id, "
+            "e.originator_id, e.originator_version, e.topic, e.state, "
+            "(SELECT notification_id FROM {tracking} WHERE application_name="
+            f"'{VIEW_NAME}') AS tracked "
+            "FROM unnest(%s::text[], %s::uuid[]) AS k(key, stream) "
+            "LEFT JOIN {table} AS v ON v.namespace=%s AND v.name=k.key "
+            "LEFT JOIN LATERAL (SELECT notification_id, originator_id, "
+            "originator_version, topic, state FROM {events} "
+            "WHERE originator_id=k.stream ORDER BY originator_version DESC "
+            "LIMIT 2) AS e ON true ORDER BY k.key, e.originator_version DESC"
         )
         self._list = self._sql(
             f"SELECT {READ_COLUMNS} FROM {{table}} WHERE namespace=%s AND live "
@@ -174,42 +198,34 @@ class PostgresCurrentView(CurrentView):
             row = conn.execute(self._get, (namespace, name), prepare=True).fetchone()
         return None if row is None else _image(row)
 
-    def snapshot(
-        self, namespace: str, name: str, stream: UUID
-    ) -> tuple[CurrentImage | None, int]:
-        """The view's state of a name and, in the same read, its stream's head."""
-        with self.datastore.get_connection() as conn:
-            row = conn.execute(
-                self._snapshot, (stream, namespace, name), prepare=True
-            ).fetchone()
-        assert row is not None  # the LEFT JOIN always yields one row
-        head = row["head"] or 0
-        if row["name"] is None:
-            return None, head
-        return CurrentImage(image=_image(row), live=row["live"]), head
-
     def snapshots(
-        self, namespace: str, names: builtins.list[str]
-    ) -> dict[str, CurrentImage] | None:
-        """The view's state of each of `names` it holds, read in one transaction.
+        self, namespace: str, names: builtins.list[str], streams: builtins.list[UUID]
+    ) -> dict[str, Snapshot]:
+        """Each name's view row and its stream's last two events, at one moment.
 
-        None when the view is behind the log (its rows may not be the heads
-        of their streams): the caller then loads each name with `snapshot`.
+        `streams` are the names' aggregate ids, in the same order.
         """
-        with (
-            self.datastore.get_connection() as conn,
-            conn.transaction(force_rollback=True),
-            conn.cursor() as c,
-        ):
-            # A write commits its view rows with its events, so once the view
-            # is at the head its rows are the streams' heads (or newer).
-            if self._position(c) != self._head(c):
-                return None
-            c.execute(self._snapshots, (namespace, names))
-            return {
-                row["name"]: CurrentImage(image=_image(row), live=row["live"])
-                for row in c.fetchall()
-            }
+        found: dict[str, Snapshot] = {}
+        with self.datastore.get_connection() as conn:
+            rows = conn.execute(
+                self._snapshots, (names, streams, namespace), prepare=True
+            ).fetchall()
+        for row in rows:
+            snapshot = found.get(row["key"])
+            if snapshot is None:
+                state = None if row["name"] is None else _read_state(row)
+                snapshot = found[row["key"]] = Snapshot(state, [], row["tracked"] or 0)
+            if row["notification_id"] is not None:
+                snapshot.last.append(
+                    Notification(
+                        id=row["notification_id"],
+                        originator_id=row["originator_id"],
+                        originator_version=row["originator_version"],
+                        topic=row["topic"],
+                        state=bytes(row["state"]),
+                    )
+                )
+        return found
 
     def list(self, namespace: str, keys: ListKeys | None = None) -> Iterator[Image]:
         # A server-side cursor in one read transaction: a consistent snapshot,

@@ -241,6 +241,9 @@ class SQLiteAuditIndex(AuditIndexDriver):
             f"INSERT INTO {table} ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows
         )
 
+    def _delete_after(self, c: SQLiteCursor, table: str, position: int) -> None:
+        c.execute(f"DELETE FROM {table} WHERE position>?", (position,))
+
     def _row_count(self, c: SQLiteCursor) -> int:
         c.execute(f"SELECT COUNT(*) FROM {TABLE}")
         return int(c.fetchone()[0])

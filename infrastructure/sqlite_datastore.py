@@ -150,6 +150,15 @@ class LedgerSQLiteDatastore(SQLiteDatastore):
         except UnicodeDecodeError as e:
             raise DataError(e) from e
 
+    def read_all(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
+        """Every row of a single-statement read on this thread's reader."""
+        try:
+            return self.reader().execute(statement, params).fetchall()
+        except sqlite3.Error as e:
+            raise translate(e) from e
+        except UnicodeDecodeError as e:
+            raise DataError(e) from e
+
     def close(self) -> None:
         with self._readers_lock:
             readers = list(self._readers)

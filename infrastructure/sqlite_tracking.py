@@ -5,7 +5,6 @@ from __future__ import annotations
 from eventsourcing.sqlite import SQLiteCursor
 
 from imageledger.domain.image import Image
-from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_recorder import notification_from_row
 
@@ -13,19 +12,20 @@ EVENTS_TABLE = "stored_events"
 
 
 def tracked_position(c: SQLiteCursor, view: str) -> int:
-    """The log position `view` says it reflects."""
+    """The log position `view` says it reflects (0 when its row is gone: the
+    view then catches up from the start, as a view that never ran)."""
     c.execute("SELECT notification_id FROM tracking WHERE application_name=?", (view,))
     row = c.fetchone()
-    if row is None:
-        raise StoreError(f"the {view.replace('_', ' ')} has no tracking row")
-    return int(row[0])
+    return 0 if row is None or not isinstance(row[0], int) else row[0]
 
 
 def track(c: SQLiteCursor, view: str, position: int) -> None:
     """Record that `view` reflects the log up to `position`."""
     c.execute(
-        "UPDATE tracking SET notification_id=? WHERE application_name=?",
-        (position, view),
+        "INSERT INTO tracking (application_name, notification_id) VALUES (?, ?) "
+        "ON CONFLICT (application_name) "
+        "DO UPDATE SET notification_id=excluded.notification_id",
+        (view, position),
     )
 
 

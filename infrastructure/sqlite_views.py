@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import orjson
+from eventsourcing.persistence import Notification
 from eventsourcing.sqlite import SQLiteCursor
 
 from imageledger.domain.image import Image as ImageAggregate
@@ -24,6 +25,7 @@ from imageledger.infrastructure.sqlite_indexes import (
     create_index_statement,
     list_keys_statement,
 )
+from imageledger.infrastructure.sqlite_recorder import stream_id
 from imageledger.infrastructure.sqlite_tracking import (
     log_head,
     log_page,
@@ -33,7 +35,10 @@ from imageledger.infrastructure.sqlite_tracking import (
 from imageledger.infrastructure.view_rows import (
     ALL_COLUMNS,
     READ_COLUMNS,
+    VIEW_READ_COLUMNS,
+    Snapshot,
     image_from_row,
+    read_state,
     row_params,
     same_column,
     shown_value,
@@ -131,10 +136,19 @@ class SQLiteCurrentView(CurrentView):
             f"SELECT {READ_COLUMNS} FROM {TABLE} "
             "WHERE namespace=? AND name=? AND live=1"
         )
-        self._snapshot = (
-            f"SELECT (SELECT MAX(originator_version) FROM {EVENTS_TABLE} "
-            f"WHERE originator_id=?), {READ_COLUMNS} FROM (SELECT 1) "
-            f"LEFT JOIN {TABLE} ON namespace=? AND name=?"
+        # Each name's view row and its stream's last two events, read in one
+        # statement (one moment): a write checks the row against the events.
+        self._snapshots = (
+            f"SELECT k.key, {VIEW_READ_COLUMNS}, e.rowid, e.originator_id, "
+            "e.originator_version, e.topic, e.state, (SELECT notification_id "
+            f"FROM tracking WHERE application_name='{VIEW_NAME}') FROM (SELECT "
+            "json_extract(value, '$[0]') AS key, json_extract(value, '$[1]') "
+            "AS stream FROM json_each(?)) AS k "
+            f"LEFT JOIN {TABLE} AS v ON v.namespace=? AND v.name=k.key "
+            f"LEFT JOIN {EVENTS_TABLE} AS e ON e.originator_id=k.stream "
+            "AND e.originator_version>=(SELECT MAX(originator_version) "
+            f"FROM {EVENTS_TABLE} WHERE originator_id=k.stream)-1 "
+            "ORDER BY k.key, e.originator_version DESC"
         )
         self._list = (
             f"SELECT {READ_COLUMNS} FROM {TABLE} "
@@ -155,33 +169,42 @@ class SQLiteCurrentView(CurrentView):
         row = self.datastore.read_one(self._get, (namespace, name))
         return None if row is None else image_from_row(row)
 
-    def snapshot(
-        self, namespace: str, name: str, stream: UUID
-    ) -> tuple[CurrentImage | None, int]:
-        """The view's state of a name and, in the same read, its stream's last version.
-
-        One statement: the aggregate loader uses the state as a snapshot and
-        reads events only when the stream is ahead of it.
-        """
-        row = self.datastore.read_one(self._snapshot, (stream.hex, namespace, name))
-        head = row[0] or 0
-        if row[1] is None:
-            return None, head
-        return state_from_row(row[1:]), head
-
     def snapshots(
-        self, namespace: str, names: builtins.list[str]
-    ) -> dict[str, CurrentImage] | None:
-        """The view's state of each of `names` it holds, read in one transaction.
+        self, namespace: str, names: builtins.list[str], streams: builtins.list[UUID]
+    ) -> dict[str, Snapshot]:
+        """Each name's view row and its stream's last two events, each name's
+        read at one moment (one statement per chunk of names).
 
-        None when the view is behind the log (its rows may not be the heads
-        of their streams): the caller then loads each name with `snapshot`.
+        `streams` are the names' aggregate ids, in the same order.
         """
-        with self.datastore.transaction(commit=False) as c:
-            if self._position(c) != self._head(c):
-                return None
-            rows = _rows(c, TABLE, {(namespace, name) for name in names})
-            return {name: state for (_, name), state in rows.items()}
+        found: dict[str, Snapshot] = {}
+        for start in range(0, len(names), SELECT_CHUNK):
+            keys = [
+                [name, stream.hex]
+                for name, stream in zip(
+                    names[start : start + SELECT_CHUNK],
+                    streams[start : start + SELECT_CHUNK],
+                    strict=True,
+                )
+            ]
+            params = (orjson.dumps(keys).decode(), namespace)
+            for row in self.datastore.read_all(self._snapshots, params):
+                name = row[0]
+                snapshot = found.get(name)
+                if snapshot is None:
+                    state = None if row[2] is None else read_state(row[1:10])
+                    snapshot = found[name] = Snapshot(state, [], row[15] or 0)
+                if row[10] is not None:
+                    snapshot.last.append(
+                        Notification(
+                            id=row[10],
+                            originator_id=stream_id(row[11], row[10]),
+                            originator_version=row[12],
+                            topic=row[13],
+                            state=row[14],
+                        )
+                    )
+        return found
 
     def list(self, namespace: str, keys: ListKeys | None = None) -> Iterator[Image]:
         # One read transaction for the whole iteration: a consistent snapshot,

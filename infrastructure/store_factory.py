@@ -17,9 +17,10 @@ from imageledger.domain.image import Image as ImageAggregate
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.view_rows import Snapshot
 from imageledger.infrastructure.wakeups import Wakeup
 from imageledger.projections.audit import AuditIndex
-from imageledger.projections.current_view import CurrentImage, Image
+from imageledger.projections.current_view import Image
 from imageledger.projections.image_filter import ListKeys
 
 Progress = Callable[[int, int], None]
@@ -36,16 +37,11 @@ class StoreView(LiveView, Protocol):
         """Live images of `namespace`, sorted by name, streamed; with `keys`,
         only those with one of its names or digests."""
 
-    def snapshot(
-        self, namespace: str, name: str, stream: UUID
-    ) -> tuple[CurrentImage | None, int]:
-        """The view's state of a name and its stream's last version, in one read."""
-
     def snapshots(
-        self, namespace: str, names: builtins.list[str]
-    ) -> dict[str, CurrentImage] | None:
-        """The view's state of each of `names` it holds, in one read; None when
-        the view is behind the log (the caller then loads each name alone)."""
+        self, namespace: str, names: builtins.list[str], streams: builtins.list[UUID]
+    ) -> dict[str, Snapshot]:
+        """Each name's view row and its stream's last two events, at one moment
+        (`streams` are the names' aggregate ids, in order)."""
 
     def catch_up(self) -> int:
         """Fold the events the view has not seen yet; return how many."""

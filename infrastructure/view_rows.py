@@ -10,9 +10,10 @@ rows are plain and equal on every backend.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
+from eventsourcing.persistence import Notification
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.trusted import rebuild
@@ -23,6 +24,21 @@ READ_COLUMNS = (
     "namespace, name, target, labels, created_at, updated_at, version, live, immutable"
 )
 """The columns a row is read with, in the order `state_from_row` expects."""
+
+VIEW_READ_COLUMNS = ", ".join(f"v.{column}" for column in READ_COLUMNS.split(", "))
+"""READ_COLUMNS of the view's table named `v` in a join."""
+
+
+class Snapshot(NamedTuple):
+    """What a write reads of one name, at one moment: the view's row of it
+    (None when it has none, the error when it cannot be read), the last two
+    events of its stream, newest first (fewer for a short stream), and the
+    log position the view says it reflects (0 when it says nothing)."""
+
+    row: CurrentImage | StoreError | None
+    last: list[Notification]
+    view_position: int
+
 
 ALL_COLUMNS = (
     "namespace",
@@ -62,6 +78,14 @@ def row_params(state: CurrentImage) -> tuple[Any, ...]:
         int(state.live),
         int(image.immutable),
     )
+
+
+def read_state(row: Any) -> CurrentImage | StoreError:
+    """`state_from_row`, with a damaged row's error returned, not raised."""
+    try:
+        return state_from_row(row)
+    except StoreError as e:
+        return e
 
 
 def state_from_row(row: Any) -> CurrentImage:
