@@ -26,15 +26,13 @@ import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from itertools import islice
 from typing import IO, Any
 
 from eventsourcing.persistence import StoredEvent
 
-from imageledger.domain.errors import InvalidArgument
-from imageledger.domain.image import Image
+from imageledger.domain.errors import BrokenRule, ImmutableImage, InvalidArgument
+from imageledger.domain.image import Image, Standing, check_follows
 from imageledger.infrastructure.errors import LogNotEmpty
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.hash_chain import GENESIS, chain_links
@@ -129,21 +127,14 @@ def _pages(
         progress(0, 0)
 
 
-@dataclass
-class _Name:
-    """What the lines so far say about one name."""
-
-    version: int
-    live: bool
-    timestamp: datetime
-
-
 class _Sequence:
-    """The lines read so far, checked against each other as they come."""
+    """The lines read so far, checked against each other as they come: the
+    positions increase, and each event keeps its stream's rules (the domain's
+    `check_follows`, which every live write passes too)."""
 
     def __init__(self) -> None:
         self._position: int | None = None
-        self._names: dict[tuple[str, str], _Name] = {}
+        self._names: dict[tuple[str, str], Standing] = {}
 
     def add(self, line: HistoryLine) -> None:
         """Check `line` follows the lines before it; keep it."""
@@ -155,29 +146,25 @@ class _Sequence:
                 f"{self._position}: positions must increase",
             )
         key = (event.namespace, event.name)
-        name = self._names.get(key)
-        expected = 1 if name is None else name.version + 1
-        if event.originator_version != expected:
-            raise InvalidArgument(
-                f"line {number}: version",
-                f"{event.originator_version} is not the next version of "
-                f"{event.name!r} in namespace {event.namespace!r}: expected "
-                f"{expected}",
+        standing = self._names.get(key)
+        try:
+            check_follows(standing, event)
+        except BrokenRule as e:
+            raise InvalidArgument(f"line {number}: {e.field}", e.problem) from None
+        except ImmutableImage as e:
+            raise InvalidArgument(f"line {number}: target", str(e)) from None
+        if isinstance(event, Image.Registered):
+            bound = event.target if event.immutable else None
+            self._names[key] = Standing(
+                event.originator_version, True, bound, event.timestamp
             )
-        registered = isinstance(event, Image.Registered)
-        if not registered and (name is None or not name.live):
-            raise InvalidArgument(
-                f"line {number}: kind",
-                f"{event.name!r} in namespace {event.namespace!r} is deleted "
-                "but does not exist at that point",
+        else:
+            self._names[key] = Standing(
+                event.originator_version,
+                False,
+                None if standing is None else standing.bound,
+                event.timestamp,
             )
-        if name is not None and event.timestamp < name.timestamp:
-            raise InvalidArgument(
-                f"line {number}: timestamp",
-                f"is earlier than the previous event of {event.name!r} in "
-                f"namespace {event.namespace!r}",
-            )
-        self._names[key] = _Name(expected, registered, event.timestamp)
         self._position = line.position
 
 

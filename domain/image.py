@@ -349,7 +349,9 @@ def check_follows(standing: Standing | None, event: Image.Event) -> None:
     bound = None if standing is None else standing.bound
     if isinstance(event, Image.Deleted):
         if standing is None or not standing.live:
-            raise BrokenRule("kind", f"{what} is deleted but does not exist there")
+            raise BrokenRule(
+                "kind", f"{what} is deleted but does not exist at that point"
+            )
         if event.forced != (bound is not None):
             raise BrokenRule(
                 "forced",

@@ -22,12 +22,14 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
-from imageledger.infrastructure.errors import IntegrityError
+from imageledger.infrastructure.errors import IntegrityError, StoreError
+
+Event = TypeVar("Event")
 
 GENESIS = bytes(32)
 """The link before the first event."""
@@ -121,6 +123,15 @@ class ChainRow:
             )
         except UnicodeEncodeError:  # lone surrogates from a damaged text column
             return None
+
+
+def proven_event(decode: Callable[[Notification], Event], row: ChainRow) -> Event:
+    """The event of a row whose link checked, decoded by `decode` (which
+    validates every field); a field that does not pass is a broken rule."""
+    try:
+        return decode(row.notification())
+    except StoreError as e:
+        raise IntegrityError(row.position, RULE_BROKEN, str(e)) from e
 
 
 Rows = Callable[[int | None], Iterable[ChainRow]]

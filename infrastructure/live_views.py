@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from imageledger.domain.image import Image
-from imageledger.infrastructure.errors import IntegrityError
-from imageledger.infrastructure.hash_chain import VIEW_DIFFERS
+from imageledger.domain.errors import BrokenRule, ImmutableImage
+from imageledger.domain.image import Image, check_follows
+from imageledger.infrastructure.errors import IntegrityError, StoreError
+from imageledger.infrastructure.hash_chain import RULE_BROKEN, VIEW_DIFFERS
+from imageledger.projections.current_view import CurrentImage, fold, standing
 
 Recorded = Sequence[tuple[int, Image.Event]]
 """Events as the log recorded them: (position, event), in log order."""
@@ -61,6 +63,35 @@ def check_not_beyond(view: str, position: int, head: int) -> None:
             f"ends at position {head}; `imageledger rebuild` refolds the views "
             "from the log",
         )
+
+
+def fold_states(
+    states: dict[tuple[str, str], CurrentImage | None],
+    events: Sequence[Image.Event],
+    positions: Sequence[int] | None = None,
+) -> None:
+    """Fold `events` in order into `states` (the view's rows of their names).
+
+    With `positions` (verify's fold), first prove that each event keeps its
+    stream's rules where the fold so far says the name stands: IntegrityError
+    at the first that does not.
+    """
+    for index, event in enumerate(events):
+        key = (event.namespace, event.name)
+        previous = states.get(key)
+        if positions is not None:
+            try:
+                check_follows(None if previous is None else standing(previous), event)
+            except (BrokenRule, ImmutableImage) as e:
+                raise IntegrityError(
+                    positions[index],
+                    RULE_BROKEN,
+                    f"image {event.name!r} in namespace {event.namespace!r}: {e}",
+                ) from e
+        try:
+            states[key] = fold(previous, event)
+        except (ValueError, TypeError) as e:  # a damaged or forged log
+            raise StoreError(f"the log cannot be folded: {e}") from e
 
 
 class RebuiltView(Protocol):

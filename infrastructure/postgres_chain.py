@@ -32,6 +32,7 @@ from imageledger.infrastructure.hash_chain import (
     ChainWalk,
     chain_links,
     check_tracked,
+    proven_event,
 )
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
@@ -159,12 +160,12 @@ def verify(
         view.start_check(c)
         batch: list[tuple[int, Image.Event]] = []
         for row in walk.walk():
-            batch.append((row.position, mapper.to_domain_event(row.notification())))
+            batch.append((row.position, proven_event(mapper.to_checked_event, row)))
             if len(batch) >= PAGE:
-                view.fold_check(c, (event for _, event in batch))
+                view.fold_check(c, batch)
                 audit.check(c, batch)
                 batch = []
-        view.fold_check(c, (event for _, event in batch))
+        view.fold_check(c, batch)
         audit.check(c, batch)
         _compare_view(view, c, schema, walk.position)
         audit.finish_check(c, walk.position, walk.events)

@@ -8,7 +8,7 @@ its own transaction, so every host reads every committed write.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,7 +23,11 @@ from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
 from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
-from imageledger.infrastructure.live_views import Recorded, fold_in_batches
+from imageledger.infrastructure.live_views import (
+    Recorded,
+    fold_in_batches,
+    fold_states,
+)
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_chain import CHECK_TABLE
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
@@ -44,7 +48,7 @@ from imageledger.infrastructure.view_rows import (
     VIEW_READ_COLUMNS,
     Snapshot,
 )
-from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
+from imageledger.projections.current_view import CurrentImage, CurrentView, Image
 from imageledger.projections.image_filter import ListKeys
 
 VIEW_NAME = "current_view"
@@ -321,11 +325,15 @@ class PostgresCurrentView(CurrentView):
         c.execute(self._sql("DROP TABLE IF EXISTS {table}", CHECK_TABLE))
         c.execute(self._create_table(CHECK_TABLE) + SQL(" ON COMMIT DROP"))
 
-    def fold_check(
-        self, c: Cursor[DictRow], events: Iterable[ImageAggregate.Event]
-    ) -> None:
-        """Fold the next events of the log into the check table."""
-        self._fold_into(c, CHECK_TABLE, events)
+    def fold_check(self, c: Cursor[DictRow], recorded: Recorded) -> None:
+        """Prove that the next events of the log keep their streams' rules,
+        and fold them into the check table."""
+        self._fold_into(
+            c,
+            CHECK_TABLE,
+            [event for _, event in recorded],
+            [position for position, _ in recorded],
+        )
 
     def tracked_position(self, c: Cursor[DictRow]) -> int:
         """The log position the view says it reflects."""
@@ -346,7 +354,11 @@ class PostgresCurrentView(CurrentView):
         )
 
     def _fold_into(
-        self, c: Cursor[DictRow], table: str, events: Iterable[ImageAggregate.Event]
+        self,
+        c: Cursor[DictRow],
+        table: str,
+        events: Iterable[ImageAggregate.Event],
+        positions: Sequence[int] | None = None,
     ) -> None:
         events = builtins.list(events)
         keys = builtins.list(dict.fromkeys((e.namespace, e.name) for e in events))
@@ -374,9 +386,7 @@ class PostgresCurrentView(CurrentView):
             states[(row["namespace"], row["name"])] = CurrentImage(
                 _image(row), row["live"]
             )
-        for event in events:
-            key = (event.namespace, event.name)
-            states[key] = fold(states[key], event)
+        fold_states(states, events, positions)
         upsert = self._sql(
             "INSERT INTO {table} (namespace, name, digest, media_type, target, "
             "labels, created_at, updated_at, version, live, immutable) "

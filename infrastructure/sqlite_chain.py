@@ -25,6 +25,7 @@ from imageledger.infrastructure.hash_chain import (
     chain_links,
     check_tracked,
     link,
+    proven_event,
 )
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
@@ -146,7 +147,7 @@ def verify(
         view.start_check(c)
         batch: list[tuple[int, Image.Event]] = []
         for row in walk.walk():
-            batch.append((row.position, mapper.to_domain_event(row.notification())))
+            batch.append((row.position, proven_event(mapper.to_checked_event, row)))
             if len(batch) >= PAGE:
                 _check_page(view, audit, c, batch)
                 batch = []
@@ -162,7 +163,7 @@ def _check_page(
     c: SQLiteCursor,
     batch: list[tuple[int, Image.Event]],
 ) -> None:
-    view.fold_check(c, (event for _, event in batch))
+    view.fold_check(c, batch)
     audit.check(c, batch)
 
 

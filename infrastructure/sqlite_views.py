@@ -8,7 +8,7 @@ Rows hold every name the log has seen; deleted ones stay as tombstones
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -17,8 +17,11 @@ from eventsourcing.persistence import Notification
 from eventsourcing.sqlite import SQLiteCursor
 
 from imageledger.domain.image import Image as ImageAggregate
-from imageledger.infrastructure.errors import StoreError
-from imageledger.infrastructure.live_views import Recorded, fold_in_batches
+from imageledger.infrastructure.live_views import (
+    Recorded,
+    fold_in_batches,
+    fold_states,
+)
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteDatastore
 from imageledger.infrastructure.sqlite_indexes import (
@@ -44,7 +47,7 @@ from imageledger.infrastructure.view_rows import (
     shown_value,
     state_from_row,
 )
-from imageledger.projections.current_view import CurrentImage, CurrentView, Image, fold
+from imageledger.projections.current_view import CurrentImage, CurrentView, Image
 from imageledger.projections.image_filter import ListKeys
 
 VIEW_NAME = "current_view"
@@ -288,11 +291,15 @@ class SQLiteCurrentView(CurrentView):
         c.execute(f"DROP TABLE IF EXISTS {CHECK_TABLE}")
         c.execute(create_table_statement(CHECK_TABLE))
 
-    def fold_check(
-        self, c: SQLiteCursor, events: Iterable[ImageAggregate.Event]
-    ) -> None:
-        """Fold the next events of the log into the check table."""
-        self._fold_into(c, CHECK_TABLE, events)
+    def fold_check(self, c: SQLiteCursor, recorded: Recorded) -> None:
+        """Prove that the next events of the log keep their streams' rules,
+        and fold them into the check table."""
+        self._fold_into(
+            c,
+            CHECK_TABLE,
+            [event for _, event in recorded],
+            [position for position, _ in recorded],
+        )
 
     def check_difference(self, c: SQLiteCursor) -> tuple[tuple[Any, Any], str] | None:
         """Compare the view's rows with the check fold.
@@ -356,18 +363,17 @@ class SQLiteCurrentView(CurrentView):
         )
 
     def _fold_into(
-        self, c: SQLiteCursor, table: str, events: Iterable[ImageAggregate.Event]
+        self,
+        c: SQLiteCursor,
+        table: str,
+        events: Iterable[ImageAggregate.Event],
+        positions: Sequence[int] | None = None,
     ) -> None:
         events = builtins.list(events)
         states: dict[tuple[str, str], CurrentImage | None] = dict(
             _rows(c, table, {(event.namespace, event.name) for event in events})
         )
-        for event in events:
-            key = (event.namespace, event.name)
-            try:
-                states[key] = fold(states.get(key), event)
-            except (ValueError, TypeError) as e:  # a damaged or forged log
-                raise StoreError(f"the log cannot be folded: {e}") from e
+        fold_states(states, events, positions)
         c.executemany(
             _upsert_statement(table),
             [row_params(state) for state in states.values() if state is not None],

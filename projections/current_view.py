@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import Standing
 from imageledger.domain.trusted import rebuild
 
 if TYPE_CHECKING:  # image_filter imports Image from here
@@ -51,6 +52,17 @@ class CurrentImage:
 
     image: Image
     live: bool
+
+
+def standing(state: CurrentImage) -> Standing:
+    """Where the name of `state` stands, as the stream's rules see it."""
+    image = state.image
+    return Standing(
+        image.version,
+        state.live,
+        image.target if image.immutable else None,
+        image.updated_at,
+    )
 
 
 def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImage:
