@@ -22,6 +22,7 @@ from imageledger.domain.names import (
     validate_namespace,
 )
 from imageledger.domain.trusted import rebuild
+from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.audit import (
     KINDS,
     AuditEntry,
@@ -125,7 +126,7 @@ def past_image(found: Found) -> Image:
             "name": row.name,
             "target": event.target,
             "labels": dict(event.labels),
-            "created_at": from_micros(row.since),
+            "created_at": _moment(row, row.since),
             "updated_at": event.timestamp,
             "version": row.version,
             "immutable": row.immutable,
@@ -190,12 +191,24 @@ def where(index: AuditIndex, digest: str, namespace: str | None) -> list[Interva
     return intervals
 
 
+def _moment(row: AuditRow, micros: int) -> datetime:
+    """A time the audit index holds (in `row`), as a datetime; StoreError
+    naming the position when no datetime can hold it."""
+    try:
+        return from_micros(micros)
+    except OverflowError:
+        raise StoreError(
+            f"the audit index's row at log position {row.position} holds a time "
+            "out of range; verify() says what is wrong there"
+        ) from None
+
+
 def _interval(start: AuditRow, end: AuditRow | None, immutable: bool) -> Interval:
     return Interval(
         namespace=start.namespace,
         name=start.name,
-        since=from_micros(start.timestamp),
-        until=None if end is None else from_micros(end.timestamp),
+        since=_moment(start, start.timestamp),
+        until=None if end is None else _moment(end, end.timestamp),
         since_position=start.position,
         until_position=None if end is None else end.position,
         immutable=immutable,

@@ -85,7 +85,7 @@ def _labels(value: object) -> dict[str, str]:
     return value
 
 
-def _timestamp(value: object) -> datetime:
+def stored_time(value: object) -> datetime:
     """A stored time, in UTC (a history imported before times had to be UTC
     may hold another offset); ValueError if it has none or UTC cannot hold it."""
     moment = datetime.fromisoformat(_string(value))
@@ -110,7 +110,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "name": _string,
     "namespace": _string,
     "reason": lambda v: None if v is None else _string(v),
-    "timestamp": _timestamp,
+    "timestamp": stored_time,
     "labels": _labels,
     "target": Descriptor.from_oci,
     "immutable": _flag,

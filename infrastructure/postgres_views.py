@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -28,7 +27,7 @@ from imageledger.infrastructure.live_views import (
     fold_in_batches,
     fold_states,
 )
-from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.mapper import LedgerMapper, stored_time
 from imageledger.infrastructure.postgres_chain import CHECK_TABLE
 from imageledger.infrastructure.postgres_datastore import LedgerPostgresDatastore
 from imageledger.infrastructure.postgres_indexes import create_index_statement
@@ -59,32 +58,36 @@ LIST_BATCH = 1000  # rows a streaming list() fetches per round trip
 
 
 def _image(row: DictRow) -> Image:
-    # Rows were written from validated events: rebuild them without validating.
-    return rebuild(
-        Image,
-        {
-            "namespace": row["namespace"],
-            "name": row["name"],
-            "target": Descriptor.from_stored(orjson.loads(row["target"])),
-            "labels": orjson.loads(row["labels"]),
-            "created_at": datetime.fromisoformat(row["created_at"]),
-            "updated_at": datetime.fromisoformat(row["updated_at"]),
-            "version": row["version"],
-            "immutable": row["immutable"],
-        },
-    )
+    """The image a view row holds; StoreError if the row is damaged."""
+    try:
+        # Rows were written from validated events: rebuilt without validating.
+        return rebuild(
+            Image,
+            {
+                "namespace": row["namespace"],
+                "name": row["name"],
+                "target": Descriptor.from_stored(orjson.loads(row["target"])),
+                "labels": orjson.loads(row["labels"]),
+                "created_at": stored_time(row["created_at"]),
+                "updated_at": stored_time(row["updated_at"]),
+                "version": row["version"],
+                "immutable": row["immutable"],
+            },
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise StoreError(
+            f"the current view's row of {row['name']!r} in namespace "
+            f"{row['namespace']!r} is damaged ({type(e).__name__}: {e}); "
+            "rebuild() refolds it from the log"
+        ) from e
 
 
 def _read_state(row: DictRow) -> CurrentImage | StoreError:
     """The fold state a view row holds, or the error when it is damaged."""
     try:
         return CurrentImage(image=_image(row), live=row["live"])
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        return StoreError(
-            f"the current view's row of {row['name']!r} in namespace "
-            f"{row['namespace']!r} is damaged ({type(e).__name__}: {e}); "
-            "rebuild() refolds it from the log"
-        )
+    except StoreError as e:
+        return e
 
 
 def _row_params(state: CurrentImage) -> tuple[Any, ...]:

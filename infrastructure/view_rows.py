@@ -9,7 +9,6 @@ rows are plain and equal on every backend.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
@@ -18,6 +17,7 @@ from eventsourcing.persistence import Notification
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.trusted import rebuild
 from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.mapper import stored_time
 from imageledger.projections.current_view import CurrentImage, Image
 
 READ_COLUMNS = (
@@ -109,7 +109,7 @@ def _trusted_image(row: Any) -> Image:
     # (a damaged row still fails to decode, which _image reports).
     # A name's first registration has equal times and many have no labels:
     # those skip a parse each (a list does this a million times).
-    created_at = datetime.fromisoformat(row[4])
+    created_at = stored_time(row[4])
     return rebuild(
         Image,
         {
@@ -118,9 +118,7 @@ def _trusted_image(row: Any) -> Image:
             "target": Descriptor.from_stored(orjson.loads(row[2])),
             "labels": {} if row[3] == "{}" else orjson.loads(row[3]),
             "created_at": created_at,
-            "updated_at": created_at
-            if row[5] == row[4]
-            else datetime.fromisoformat(row[5]),
+            "updated_at": created_at if row[5] == row[4] else stored_time(row[5]),
             "version": row[6],
             "immutable": bool(row[8]),
         },
