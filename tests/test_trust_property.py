@@ -87,8 +87,7 @@ def apply(store: ImageStore, op: tuple[str, str, int, dict[str, str]]) -> str:
 def meaning(store: ImageStore) -> tuple[Any, ...]:
     """What the store's history says, without the times it was written at."""
     log = [
-        (e.namespace, e.name, e.version, e.kind, e.target, e.labels, e.immutable)
-        + (e.forced, e.actor, e.reason)
+        e.model_dump(exclude={"position", "timestamp"})
         for e in store.log(namespace=None)
     ]
     images = [
