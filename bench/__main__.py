@@ -105,7 +105,7 @@ def _run(folder: Path, scale: int) -> tuple[list[Row], list[str]]:
     step("get, history and where of random names and digests")
     rows += big_store.reads(path, scale, lookups=min(100_000, scale // 5))
     plans = big_store.plans(path)
-    step("list and rebuild, each in a child process")
+    step("list, rebuild and verify, each in a child process")
     rows += big_store.streams(path, scale)
     step("a name with a long history")
     rows += long_history.run(

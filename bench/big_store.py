@@ -140,26 +140,29 @@ def _child(job: str, side: str, path: Path) -> dict[str, Any]:
 
 
 def streams(path: Path, images: int, rounds: int = 3) -> list[Row]:
-    """`list` and `rebuild` of the whole store, each side in a child process.
+    """`list`, `rebuild` and `verify` of the whole store, each side in a child
+    process.
 
-    The sides take turns, `rounds` times; rates are over the total time,
+    The sides take turns, `rounds` times (verify once); rates are over the total time,
     peak RSS is the largest any child reached.
     """
     rows = []
-    for job, what, at_least in (
-        ("list", f"list of {images:,} images, streamed", 0.25),
-        ("rebuild", f"rebuild of {images:,} events", 0.5),
+    for job, what, at_least, turns in (
+        ("list", f"list of {images:,} images, streamed", 0.25, rounds),
+        ("rebuild", f"rebuild of {images:,} events", 0.5, rounds),
+        # One turn: verify is the slowest job, and proves the most.
+        ("verify", f"verify of {images:,} events (the raw: hash only)", 0.3, 1),
     ):
         seconds = {"imageledger": 0.0, "raw": 0.0}
         rss = {"imageledger": 0.0, "raw": 0.0}
-        for _ in range(rounds):
+        for _ in range(turns):
             for side in seconds:
                 result = _child(job, side, path)
                 assert result["count"] == images, (side, result)
                 seconds[side] += result["seconds"]
                 rss[side] = max(rss[side], result["rss_mb"])
-        rate = rounds * images / seconds["imageledger"]
-        raw_rate = rounds * images / seconds["raw"]
+        rate = turns * images / seconds["imageledger"]
+        raw_rate = turns * images / seconds["raw"]
         ratio = rate / raw_rate
         rows.append(
             Row(

@@ -1,6 +1,6 @@
 """One streaming job in a process of its own, so its peak memory is its own.
 
-    python -m bench.child {list,rebuild} {imageledger,raw} DB
+    python -m bench.child {list,rebuild,verify} {imageledger,raw} DB
 
 Prints one JSON line: items done, seconds the job took (after the imports and
 the open), and the process's peak resident set size in MB.
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import raw_sqlite
+from bench import hash_chain, raw_sqlite
 
 
 def _imageledger(job: str, db: Path) -> tuple[int, float]:
@@ -22,11 +22,20 @@ def _imageledger(job: str, db: Path) -> tuple[int, float]:
 
     with ImageStore.open(db) as store:
         started = time.perf_counter()
-        count = sum(1 for _ in store.list()) if job == "list" else store.rebuild()
+        if job == "list":
+            count = sum(1 for _ in store.list())
+        elif job == "verify":
+            count = store.verify().events
+        else:
+            count = store.rebuild()
         return count, time.perf_counter() - started
 
 
 def _raw(job: str, db: Path) -> tuple[int, float]:
+    if job == "verify":  # the raw scan: every event read and hashed, in order
+        started = time.perf_counter()
+        count, _ = hash_chain.stdlib_head(db)
+        return count, time.perf_counter() - started
     connection = raw_sqlite.connect(db, create=False)
     try:
         started = time.perf_counter()
@@ -41,7 +50,7 @@ def _raw(job: str, db: Path) -> tuple[int, float]:
 
 def main(argv: list[str]) -> None:
     job, side, db = argv[0], argv[1], Path(argv[2])
-    if job not in ("list", "rebuild") or side not in ("imageledger", "raw"):
+    if job not in ("list", "rebuild", "verify") or side not in ("imageledger", "raw"):
         raise SystemExit(__doc__)
     count, seconds = (_imageledger if side == "imageledger" else _raw)(job, db)
     print(json.dumps({"count": count, "seconds": seconds, "rss_mb": peak_rss_mb()}))

@@ -84,13 +84,13 @@ def _verify(store: ImageStore, path: Path) -> list[tuple[str, float, float]]:
     report = store.verify()
     rate = report.events / (time.perf_counter() - started)
     started = time.perf_counter()
-    head = _stdlib_head(path)
+    head = stdlib_head(path)
     raw_rate = report.events / (time.perf_counter() - started)
     assert head == (report.position, report.head)
     return [(f"verify, {report.events:,} events (events/s)", rate, raw_rate)]
 
 
-def _stdlib_head(path: Path) -> tuple[int, str]:
+def stdlib_head(path: Path) -> tuple[int, str]:
     """The README's script: the head recomputed with the standard library only."""
     connection = sqlite3.connect(path)
     head, position = bytes(32), 0
