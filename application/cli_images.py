@@ -51,7 +51,13 @@ DESCRIPTOR_FLAGS = {
     metavar="FILE",
     help="Read the whole target descriptor as OCI JSON from FILE ('-' is stdin).",
 )
-@click.option("--label", "labels", metavar="KEY=VALUE", multiple=True, help="A label.")
+@click.option(
+    "--label",
+    "labels",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="A label; KEY= (no value) leaves it unset, as in containerd.",
+)
 @click.option(
     "--annotation",
     "annotations",
