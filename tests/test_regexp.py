@@ -231,3 +231,31 @@ def test_a_pathological_filter_returns_from_watch(
         cwd=tmp_path,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "app:fine\n", "")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("list",), ("as-of", "0"), ("export-layout", "out"), ("watch", "--after", "0")],
+    ids=lambda command: command[0],
+)
+def test_every_command_that_takes_filters_refuses_a_bad_regexp_with_exit_2(
+    run: Run, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    result = run(*command, "labels.x~=(p)\\1")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "Error: invalid filter 'labels.x~=(p)\\\\1': invalid regular expression "
+        "(invalid escape sequence: \\1) at position 10: labels.x~= >|(|< p)\\1\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_re2_is_compiled_in_one_module_only() -> None:
+    root = Path(__file__).resolve().parent.parent
+    sources = [
+        path
+        for layer in ("application", "domain", "projections", "infrastructure")
+        for path in sorted((root / layer).glob("*.py"))
+    ]
+    assert [p.name for p in sources if "import re2" in p.read_text()] == ["regexp.py"]
+    assert "import re\n" not in (root / "domain" / "filters.py").read_text()
