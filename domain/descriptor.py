@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -83,6 +84,7 @@ def _reject_nulls(model: type[BaseModel], data: Any) -> Any:
     return data
 
 
+@functools.cache
 def _oci_names(model: type[BaseModel]) -> frozenset[str]:
     """The JSON names of `model`'s own fields (the rest are unknown fields)."""
     return frozenset(field.alias or name for name, field in model.model_fields.items())
