@@ -16,7 +16,7 @@ from typing import Any, cast
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.errors import InvalidArgument, shown
 from imageledger.domain.image import Image as ImageAggregate
-from imageledger.domain.labels import validate_labels
+from imageledger.domain.labels import labels_to_set
 from imageledger.domain.names import validate_name
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.projections.current_view import Image
@@ -88,7 +88,7 @@ def _validate_item(index: int, item: object) -> Register:
         return Register(
             name=validate_name(name),
             target=Descriptor.from_oci(target),
-            labels=validate_labels(labels),
+            labels=labels_to_set(labels),
             expect=validate_expect(expect, allow_absent=True),
             immutable=validate_flag(immutable, "immutable"),
         )

@@ -51,7 +51,13 @@ DESCRIPTOR_FLAGS = {
     metavar="FILE",
     help="Read the whole target descriptor as OCI JSON from FILE ('-' is stdin).",
 )
-@click.option("--label", "labels", metavar="KEY=VALUE", multiple=True, help="A label.")
+@click.option(
+    "--label",
+    "labels",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="A label; KEY= (no value) leaves it unset, as in containerd.",
+)
 @click.option(
     "--annotation",
     "annotations",
@@ -164,7 +170,8 @@ def list_images(settings: Settings, filters: tuple[str, ...], quiet: bool) -> No
     FIELD~=REGEX. FIELD is name, target.digest, target.mediatype,
     labels.KEY or annotations.KEY (the target's annotations); FIELD alone
     means it is present, != also holds when it is absent, ~= searches
-    anywhere in it (Python regular expressions). Quote a field part or a
+    anywhere in it (Go's regular expressions, as containerd: RE2 syntax,
+    linear time; one that does not compile is an error). Quote a field part or a
     value with "..." (backslash escapes as in Go), a REGEX also with /.../
     or |...| (needed for a REGEX with commas or spaces; inside quotes a
     backslash is doubled: \\\\. for \\.). Keys with dots

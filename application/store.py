@@ -28,7 +28,7 @@ from imageledger.domain.errors import (
     InvalidArgument,
 )
 from imageledger.domain.image import Image as ImageAggregate
-from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
+from imageledger.domain.labels import labels_to_set, validate_actor, validate_reason
 from imageledger.domain.names import (
     DEFAULT_NAMESPACE,
     validate_name,
@@ -117,10 +117,11 @@ class ImageStore(AuditQueries, LayoutMethods):
         """Point `name` at `target` (an upsert, like containerd's image Update/Create).
 
         Writes nothing when the name already points at this target with these
-        labels. `expect="absent"` requires the name not to exist (containerd's
-        Create); an int requires the name's current version to equal it. A failed
-        condition raises Conflict and writes nothing. Returns the image as this
-        call left it.
+        labels. A label whose value is "" is not set, as containerd removes a
+        label set to the empty string. `expect="absent"` requires the name not
+        to exist (containerd's Create); an int requires the name's current
+        version to equal it. A failed condition raises Conflict and writes
+        nothing. Returns the image as this call left it.
 
         `immutable=True` makes the name write-once: from then on, and after a
         delete too, it may be registered only at the same content (media type,
@@ -131,7 +132,7 @@ class ImageStore(AuditQueries, LayoutMethods):
         namespace = validate_namespace(namespace)
         name = validate_name(name)
         descriptor = Descriptor.from_oci(target)
-        checked_labels = validate_labels(labels)
+        checked_labels = labels_to_set(labels)
         actor = self._actor(actor)
         reason = validate_reason(reason)
         expect = validate_expect(expect, allow_absent=True)

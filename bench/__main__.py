@@ -9,11 +9,12 @@ figures from one run are compared). `--scale N` is the number of images and
 events of the big store (default 100,000, a run of a few minutes; 1,000,000
 gives the sizes of the targets). The other sizes follow from it: N/100
 durable single registers (at least 200, at most 2,000), batches of N/10
-names (at most 10,000), N/5 lookups (at most 100,000), and a name with N
-prior events (at most 100,000). The cold start of `imageledger get` is a
-whole process against `python -c pass`. `--postgres URL` adds durable registers
-on that PostgreSQL server against a raw psycopg loop (bench/postgres.py), in a
-second table.
+names (at most 10,000), N/5 lookups (at most 100,000), a name with N prior
+events (at most 100,000), and a pathological regular expression in a filter
+over N/10 images (at most 10,000) with 10,000-character values. The cold
+start of `imageledger get` is a whole process against `python -c pass`.
+`--postgres URL` adds durable registers on that PostgreSQL server against a
+raw psycopg loop (bench/postgres.py), in a second table.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import big_store, cold_start, hash_chain, live_view, long_history
+from bench import (
+    big_store,
+    cold_start,
+    hash_chain,
+    live_view,
+    long_history,
+    regex_filter,
+)
 from bench.table import Row, render
 
 
@@ -112,6 +120,9 @@ def _run(folder: Path, scale: int) -> tuple[list[Row], list[str]]:
         folder, prior=min(100_000, scale), count=min(2000, max(200, scale // 100))
     )
     rows += size_rows
+    images = min(10_000, scale // 10)
+    step(f"a pathological regular expression over {images:,} images")
+    rows += regex_filter.run(folder, images)
     step("cold starts of imageledger get")
     rows += [
         Row(

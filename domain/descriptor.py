@@ -2,13 +2,24 @@
 
 Snake_case attributes with the OCI camelCase JSON aliases, so OCI JSON
 round-trips exactly: `Descriptor.from_oci(d).to_oci() == d`.
+
+Fields the image-spec does not define (in the descriptor and in its platform)
+are kept as they are and round-trip too: the spec says readers MUST NOT error
+on unknown properties, and another tool or a later version of the spec may
+write them. They are pydantic's extra fields (`model_extra`). Their values
+must be JSON a store can keep exactly: text that is UTF-8, integers of 64
+bits, finite numbers, nesting at most `MAX_UNKNOWN_DEPTH` deep. The known
+fields keep every rule the spec has for them.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -31,6 +42,11 @@ MAX_SIZE = 2**63 - 1
 # One descriptor, as JSON, may not exceed this: a single call cannot blow up
 # memory or the database (the spec suggests small embedded data anyway).
 MAX_DESCRIPTOR_BYTES = 256 * 1024
+# Unknown fields: JSON nested deeper than this is refused (the store's JSON
+# encoder stops at 255 levels, the whole event included).
+MAX_UNKNOWN_DEPTH = 64
+# The integers the store's JSON encoder keeps (orjson: 64-bit signed or unsigned).
+_INTEGERS = range(-(2**63), 2**64)
 
 _MEDIA_TYPE = re.compile(
     r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}",
@@ -41,7 +57,7 @@ _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib
 
 _STRICT = ConfigDict(
     frozen=True,
-    extra="forbid",
+    extra="allow",  # unknown fields are kept: see the module's docstring
     populate_by_name=True,
     strict=True,
     hide_input_in_errors=True,
@@ -57,13 +73,62 @@ def _media_type_problem(value: str) -> str | None:
     return None
 
 
-def _reject_nulls(data: Any) -> Any:
+def _reject_nulls(model: type[BaseModel], data: Any) -> Any:
     # OCI omits absent optional fields; an explicit null would not round-trip.
+    # An unknown field may be null: it is kept as it is.
     if isinstance(data, Mapping):
+        known = _oci_names(model)
         for key, value in data.items():
-            if value is None:
+            if value is None and key in known:
                 raise ValueError(f"{key} must be omitted rather than null")
     return data
+
+
+@functools.cache
+def _oci_names(model: type[BaseModel]) -> frozenset[str]:
+    """The JSON names of `model`'s own fields (the rest are unknown fields)."""
+    return frozenset(field.alias or name for name, field in model.model_fields.items())
+
+
+def _check_unknown(model: BaseModel) -> None:
+    for key, value in (model.model_extra or {}).items():
+        problem = _json_problem(value, MAX_UNKNOWN_DEPTH)
+        if problem:
+            raise ValueError(f"unknown field {shown(key)} {problem}")
+
+
+def _json_problem(value: object, depth: int) -> str | None:
+    """Why `value` is not JSON the store keeps exactly (None when it is)."""
+    if value is None or isinstance(value, (str, bool)):
+        return None
+    if isinstance(value, int):
+        return None if value in _INTEGERS else "holds an integer beyond 64 bits"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "holds a number that is not finite"
+    if not isinstance(value, (list, dict)):
+        return f"holds a {type(value).__name__}, which is not JSON"
+    if depth == 0:
+        return f"is nested more than {MAX_UNKNOWN_DEPTH} deep"
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            return "holds an object whose keys are not all strings"
+        items: Iterable[object] = value.values()
+    else:
+        items = value
+    for item in items:
+        problem = _json_problem(item, depth - 1)
+        if problem:
+            return problem
+    return None
+
+
+def _oci_json(model: BaseModel, fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` (OCI names, absent ones None and left out), then `model`'s
+    unknown fields, as they were given."""
+    oci = {key: value for key, value in fields.items() if value is not None}
+    if model.model_extra:
+        oci.update(copy.deepcopy(model.model_extra))
+    return oci
 
 
 class Platform(BaseModel):
@@ -78,7 +143,29 @@ class Platform(BaseModel):
     variant: str | None = None
     features: list[str] | None = None
 
-    _reject_nulls = model_validator(mode="before")(_reject_nulls)
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_nulls(cls, data: Any) -> Any:
+        return _reject_nulls(cls, data)
+
+    @model_validator(mode="after")
+    def _check_unknown(self) -> Platform:
+        _check_unknown(self)
+        return self
+
+    def to_oci(self) -> dict[str, Any]:
+        """The platform as OCI JSON (absent fields omitted)."""
+        return _oci_json(
+            self,
+            {
+                "architecture": self.architecture,
+                "os": self.os,
+                "os.version": self.os_version,
+                "os.features": _copy(self.os_features),
+                "variant": self.variant,
+                "features": _copy(self.features),
+            },
+        )
 
 
 class Descriptor(BaseModel):
@@ -95,7 +182,10 @@ class Descriptor(BaseModel):
     artifact_type: str | None = Field(default=None, alias="artifactType")
     platform: Platform | None = None
 
-    _reject_nulls = model_validator(mode="before")(_reject_nulls)
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_nulls(cls, data: Any) -> Any:
+        return _reject_nulls(cls, data)
 
     @field_validator("media_type", "artifact_type")
     @classmethod
@@ -149,6 +239,7 @@ class Descriptor(BaseModel):
     def _check_bounds(self) -> Descriptor:
         if self._plain() and len(self.digest) < 1024:
             return self  # ASCII by the grammars, and far below the limit
+        _check_unknown(self)
         try:
             encoded = json.dumps(self.to_oci(), ensure_ascii=False).encode()
         except UnicodeEncodeError as e:
@@ -176,15 +267,17 @@ class Descriptor(BaseModel):
             raise InvalidArgument(
                 field, f"must be a descriptor object, not {type(data).__name__}"
             )
+        known = _oci_names(cls)
         for key, value in data.items():
             if not isinstance(key, str):
                 raise InvalidArgument(field, f"keys must be strings, not {shown(key)}")
-            if value is None:
+            if value is None and key in known:
                 raise InvalidArgument(
                     f"{field}.{_location([key])}", "must be omitted rather than null"
                 )
         try:
-            return cls.model_validate(dict(data))
+            # By the OCI names only: `media_type` is an unknown field in OCI JSON.
+            return cls.model_validate(dict(data), by_alias=True, by_name=False)
         except ValidationError as e:
             raise _invalid_argument(field, e) from None
 
@@ -219,19 +312,35 @@ class Descriptor(BaseModel):
                         "variant": platform.get("variant"),
                         "features": platform.get("features"),
                     },
+                    extra=_unknown(Platform, platform),
                 ),
             },
+            extra=_unknown(cls, data),
         )
 
     def to_oci(self) -> dict[str, Any]:
         """The descriptor as OCI JSON (camelCase keys, absent fields omitted)."""
-        if self._plain():  # what model_dump gives, at a fifth of its cost
+        if self._plain():  # the usual descriptor, at a fifth of model_dump's cost
             return {
                 "mediaType": self.media_type,
                 "digest": self.digest,
                 "size": self.size,
             }
-        return self.model_dump(by_alias=True, exclude_none=True)
+        return _oci_json(
+            self,
+            {
+                "mediaType": self.media_type,
+                "digest": self.digest,
+                "size": self.size,
+                "urls": _copy(self.urls),
+                "annotations": None
+                if self.annotations is None
+                else dict(self.annotations),
+                "data": self.data,
+                "artifactType": self.artifact_type,
+                "platform": None if self.platform is None else self.platform.to_oci(),
+            },
+        )
 
     def _plain(self) -> bool:
         """True when only the required fields are set."""
@@ -241,7 +350,17 @@ class Descriptor(BaseModel):
             and self.data is None
             and self.artifact_type is None
             and self.platform is None
+            and not self.model_extra
         )
+
+
+def _copy(values: list[str] | None) -> list[str] | None:
+    return None if values is None else list(values)
+
+
+def _unknown(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    known = _oci_names(model)
+    return {key: value for key, value in data.items() if key not in known}
 
 
 def _plain(cls: type[Descriptor], data: dict[str, Any]) -> Descriptor | None:
@@ -286,6 +405,7 @@ def _required_only(
             "platform": None,
         },
         {"media_type", "digest", "size"},
+        extra={},
     )
 
 
@@ -309,7 +429,6 @@ def _data_problem(data: str, digest: str, size: int) -> str | None:
 
 _RULES = {
     "missing": "is required",
-    "extra_forbidden": "is not a descriptor field",
     "int_type": "must be an integer",
     "string_type": "must be a string",
     "dict_type": "must be an object",

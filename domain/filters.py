@@ -17,8 +17,10 @@ Several filter strings are alternatives: an object matches when any of them
 does; no filter strings, or an empty one, match everything. What a field path
 names is up to the caller's lookup, which returns the field's value or None
 when it is absent; `!=` and `~=` compare an absent field as the empty string,
-as containerd does. Values of `~=` are Python regular expressions, searched
-for anywhere in the field (`re.search`), compiled when the filter is parsed.
+as containerd does. Values of `~=` are Go regular expressions (RE2, see
+`imageledger.domain.regexp`), searched for anywhere in the field, compiled
+when the filter is parsed: a value that is not one is an InvalidFilter at the
+value's position, where containerd would match nothing.
 
 Positions in errors count characters from 0. The rest follows containerd, even
 where it surprises: whitespace may come around an operator and before a field,
@@ -29,7 +31,6 @@ but not before a comma or at the end; `\\d` inside /.../ is an illegal escape
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ from imageledger.domain.filter_scanner import (
     Scanner,
     unquote,
 )
+from imageledger.domain.regexp import Regexp, RegexpError
 
 Lookup = Callable[[tuple[str, ...]], str | None]
 """A field's value by its path, or None when the object has no such field."""
@@ -67,7 +69,7 @@ class Selector:
     path: tuple[str, ...]
     operator: Operator
     value: str = ""
-    pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    pattern: Regexp | None = field(default=None, compare=False, repr=False)
 
     def matches(self, lookup: Lookup) -> bool:
         """Whether the object behind `lookup` satisfies this selector."""
@@ -80,7 +82,7 @@ class Selector:
         if self.operator is Operator.NOT_EQUAL:
             return actual != self.value
         assert self.pattern is not None
-        return self.pattern.search(actual) is not None
+        return self.pattern.search(actual)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,16 +216,13 @@ class _Parser:
         except ValueError:
             raise self.error(position, "bad quoted text (quote syntax error)") from None
 
-    def compile(self, position: int, value: str) -> re.Pattern[str]:
+    def compile(self, position: int, value: str) -> Regexp:
         if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
             raise self.error(position, "the regular expression is not valid UTF-8")
         try:
-            return re.compile(value)
-        except re.error as e:
-            problem = f"invalid regular expression ({e.msg})"
-        except (OverflowError, RecursionError, ValueError) as e:
-            problem = f"invalid regular expression ({e})"
-        raise self.error(position, problem)
+            return Regexp(value)
+        except RegexpError as e:
+            raise self.error(position, f"invalid regular expression ({e})") from None
 
     def error(self, position: int, problem: str) -> InvalidFilter:
         return InvalidFilter(self.text, position, problem)

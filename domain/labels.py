@@ -44,6 +44,21 @@ def validate_labels(labels: object) -> dict[str, str]:
     return checked
 
 
+def labels_to_set(labels: object) -> dict[str, str]:
+    """The labels a write sets: `labels` checked, without those whose value is
+    empty. containerd removes a label set to "" (`ctr images label X team=`,
+    its WriteLabels), so a user of a store that mirrors it expects the same.
+
+    For new writes only (register, register_many, the CLI's `--label k=`): a
+    history whose events hold an empty value (valid before) still reads and
+    imports as it is, through validate_labels.
+    """
+    checked = validate_labels(labels)
+    if "" not in checked.values():
+        return checked
+    return {key: value for key, value in checked.items() if value}
+
+
 def validate_actor(actor: object) -> str:
     """Return `actor` (who made a change) if valid, else raise InvalidArgument."""
     if not isinstance(actor, str):

@@ -15,9 +15,14 @@ from imageledger.domain.errors import InvalidArgument, shown
 
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_MAX_LENGTH = 76
-NAME_MAX_LENGTH = 255  # the repository part, domain included, as in distribution
-# The whole reference: a 255-character repository, a 128-character tag and a
-# sha512 digest take 520; the rest is room for other digest algorithms.
+# The repository's path, after its domain: distribution/reference v0.6.0 (the
+# version containerd vendors) counts only that towards its 255; before v0.6.0
+# the domain counted too.
+NAME_MAX_LENGTH = 255
+# The whole reference. distribution has no such cap; this one is imageledger's,
+# so that a key (and the indexes over it) stays bounded. It refuses no name a
+# registry can serve: a DNS name (253 characters at most) with a port, a
+# 255-character path, a 128-character tag and a sha512 digest take 780.
 REFERENCE_MAX_LENGTH = 1024
 
 _NAMESPACE = re.compile(r"[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*", re.ASCII)
@@ -75,7 +80,7 @@ def validate_name(name: object) -> str:
     match = _REFERENCE.fullmatch(name)
     if (
         match is not None
-        and len(match["repository"]) <= NAME_MAX_LENGTH
+        and len(_path(match["repository"])) <= NAME_MAX_LENGTH
         and (match["digest"] is None or digest_problem(match["digest"]) is None)
     ):
         return name  # the common case: one match, no diagnosis needed
@@ -111,12 +116,23 @@ def _reference_problem(reference: str) -> str | None:
         )
     if not repository:
         return f"{shown(reference)} has no repository name"
-    if len(repository) > NAME_MAX_LENGTH:
+    problem = _repository_problem(repository)
+    if problem is None and len(_path(repository)) > NAME_MAX_LENGTH:
         return (
-            f"repository name is {len(repository)} characters, "
-            f"at most {NAME_MAX_LENGTH} allowed"
+            f"repository path (the name after its domain) is "
+            f"{len(_path(repository))} characters, at most {NAME_MAX_LENGTH} allowed"
         )
-    return _repository_problem(repository)
+    return problem
+
+
+def _path(repository: str) -> str:
+    """`repository` without its domain, split as distribution/reference splits it:
+    a first component that fits the domain grammar, followed by more, is the
+    domain (so in `a/b` it is `a`), whatever it looks like."""
+    first, slash, rest = repository.partition("/")
+    if slash and _DOMAIN.fullmatch(first):
+        return rest
+    return repository
 
 
 def _split_tag(remainder: str) -> tuple[str, str | None]:

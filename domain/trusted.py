@@ -17,19 +17,27 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 def rebuild(
-    cls: type[Model], fields: dict[str, Any], fields_set: set[str] | None = None
+    cls: type[Model],
+    fields: dict[str, Any],
+    fields_set: set[str] | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
 ) -> Model:
     """`cls` holding `fields` (all of its fields, by name), unvalidated.
 
     `fields_set` names the fields that are not None, when the caller knows
-    them already (computing it is a third of the work).
+    them already (computing it is a third of the work). `extra` is what a
+    model that allows extra fields holds besides its own (`{}` when none, as
+    validation leaves it; None for a model that forbids them).
     """
     model = _new(cls)
     _set_dict(model, fields)
     if fields_set is None:
         fields_set = {k for k, v in fields.items() if v is not None}
+    if extra:  # validation counts every extra field as set
+        fields_set = fields_set | extra.keys()
     _set_fields_set(model, fields_set)
-    _set_extra(model, None)
+    _set_extra(model, extra)
     _set_private(model, None)
     return model
 

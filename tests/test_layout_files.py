@@ -222,9 +222,9 @@ INDEX_JSON = '{"schemaVersion": 2, "manifests": []}'
             {
                 "index.json": '{"schemaVersion": 2, "manifests": [{"mediaType": "x/y", "digest": "sha256:'
                 + "a" * 64
-                + '", "size": 1, "extra": 1}]}'
+                + '", "size": 1, "extra": [1e999]}]}'
             },
-            "invalid index.json manifests[0].extra: is not a descriptor field",
+            "invalid index.json manifests[0]: unknown field 'extra' holds a number that is not finite",
         ),
         (
             {

@@ -6,6 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import descriptor
+from imageledger import ImageStore
 from imageledger.domain.names import (
     _reference_problem,
     validate_name,
@@ -36,6 +38,12 @@ VALID_NAMES = [
     "app@sha512:" + "c" * 128,
     "app@multihash+base58:" + "d" * 32,
     "x" * 255,
+    # distribution/reference v0.6.0: only the path after the domain counts.
+    "example.com/" + "a" * 255 + ":tag",
+    "a/" * 128 + "a",  # the first "a" is a domain there
+    "localhost:5000/" + "a" * 255,
+    "a_b/" + "c" * 251,  # a_b is no domain: the path is all 255
+    "d" * 700 + "/" + "a" * 255 + ":" + "t" * 67,  # 1,024 characters in all
 ]
 
 INVALID_NAMES = [
@@ -65,13 +73,46 @@ INVALID_NAMES = [
     ("äpp", "contains 'ä'"),
     ("ex_ample.com:80/app", "neither a registry host"),
     (":tag", "has no repository name"),
-    ("x" * 256, "repository name is 256 characters, at most 255"),
+    (
+        "x" * 256,
+        "repository path (the name after its domain) is 256 characters, at most 255",
+    ),
+    (
+        "example.com/" + "a" * 256,
+        "repository path (the name after its domain) is 256 characters",
+    ),
+    (
+        "a/" * 128 + "aa",
+        "repository path (the name after its domain) is 256 characters",
+    ),
+    (
+        "a_b/" + "c" * 252,
+        "repository path (the name after its domain) is 256 characters",
+    ),
+    ("d" * 700 + "/" + "a" * 255 + ":" + "t" * 68, "is 1025 characters, at most 1024"),
 ]
 
 
 @pytest.mark.parametrize("name", VALID_NAMES)
 def test_valid_names_are_accepted_unchanged(name: str) -> None:
     assert validate_name(name) == name
+
+
+LONGEST = [
+    "example.com/" + "a" * 255 + ":tag",
+    "a/" * 128 + "a",
+    "d" * 700 + "/" + "a" * 255 + ":" + "t" * 67,
+]
+
+
+def test_names_as_long_as_distribution_allows_are_stored(store: ImageStore) -> None:
+    for n, name in enumerate(LONGEST, start=1):
+        store.register(name, descriptor(n))
+    assert [image.name for image in store.list()] == sorted(LONGEST)
+    assert store.get(LONGEST[1]).target.to_oci() == descriptor(2)
+    with pytest.raises(InvalidArgument, match="path .* is 256 characters"):
+        store.register("example.com/" + "a" * 256, descriptor(9))
+    assert len(list(store.list())) == 3
 
 
 @pytest.mark.parametrize(("name", "rule"), INVALID_NAMES)
