@@ -168,7 +168,6 @@ def _insert_hostile_event(db_path: Path, *, linked: bool) -> None:
 READERS: dict[str, Callable[[ImageStore], object]] = {
     "history": lambda store: store.history("a"),
     "replay": lambda store: store.replay(),
-    "verify": lambda store: store.verify(),
     "register": lambda store: store.register("a", descriptor(2)),
     "rebuild": lambda store: store.rebuild(),
 }
@@ -207,6 +206,18 @@ def test_get_and_list_answer_from_the_view_which_never_held_the_foreign_event(
         _insert_hostile_event(db_path, linked=True)
         assert store.get("a").version == 1
         assert [image.version for image in store.list()] == [1]
+
+
+def test_verify_reports_a_linked_foreign_event_as_a_broken_rule_without_importing(
+    db_path: Path, hostile_module: Path
+) -> None:
+    with ImageStore.open(db_path) as store:
+        store.register("a", descriptor(1))
+        _insert_hostile_event(db_path, linked=True)
+        with pytest.raises(IntegrityError) as caught:
+            store.verify()
+    assert (caught.value.position, caught.value.problem) == (2, "rule broken")
+    assert "event topic 'hostile_module:Evil'" in caught.value.detail
 
 
 def test_verify_reports_an_unlinked_foreign_event_as_forged_without_importing(
