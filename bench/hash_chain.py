@@ -4,7 +4,7 @@ Writes: three loops of durable single registers of fresh names, taking turns
 (see live_view.run): raw SQLite, imageledger as built (the event's link
 computed and stored in its transaction), and the same store with the link
 writer replaced by a no-op. Verify: `verify()` of the whole log against the
-README's standard-library script, which only recomputes the head.
+standard-library script of docs/integrity.md, which only recomputes the head.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _verify(store: ImageStore, path: Path) -> list[tuple[str, float, float]]:
 
 
 def stdlib_head(path: Path) -> tuple[int, str]:
-    """The README's script: the head recomputed with the standard library only."""
+    """The chain script of docs/integrity.md: the head, by the standard library only."""
     connection = sqlite3.connect(path)
     head, position = bytes(32), 0
     rows = connection.execute(

@@ -186,12 +186,12 @@ def test_import_layout_names_entries_by_the_containerd_annotation(
     assert json.loads(ok(run("--json", "get", "quay.io/x/y:2")))["target"] == raw
 
 
-def test_the_readmes_layout_commands_print_what_the_readme_shows(
+def test_the_docs_layout_commands_print_what_the_docs_show(
     tmp_path: Path,
 ) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    page = (Path(__file__).resolve().parent.parent / "docs" / "layouts.md").read_text()
     [block] = re.findall(
-        r"```\n(\$ imageledger import-layout tests/.*?)```", readme, re.S
+        r"```\n(\$ imageledger import-layout tests/.*?)```", page, re.S
     )
     steps = re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", block, flags=re.MULTILINE)
     assert len(steps) == 7

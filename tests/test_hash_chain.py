@@ -1,4 +1,4 @@
-"""The chain's definition, byte for byte, as the README states it."""
+"""The chain's definition, byte for byte, as docs/integrity.md states it."""
 
 from __future__ import annotations
 

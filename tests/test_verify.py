@@ -527,7 +527,7 @@ def test_verify_on_postgresql_runs_while_a_writer_holds_the_table_lock(
 def test_the_head_recomputed_from_the_raw_rows_with_hashlib_alone_is_the_checkpoint(
     log_rows: Rows, built: Checkpoint
 ) -> None:
-    # As the README's script does: the same bytes on both backends.
+    # As the script in docs/integrity.md does: the same bytes on both backends.
     rows = log_rows()
     head = bytes(32)
     for _, stream, version, topic, state in rows:

@@ -29,7 +29,8 @@ READY = "READY"
 REBUILT = "REBUILT"
 MAX_LOOP = 1_000_000  # register-loop stops here if nobody kills it
 
-# The only errors a well-formed call may raise under contention (DESIGN.md 3, 7).
+# The only errors a well-formed call may raise under contention: a failed condition
+# (Conflict) or a name that is gone (ImageNotFound), as docs/library.md describes them.
 DOCUMENTED = (Conflict, ImageNotFound)
 OPERATIONS = ["register", "create", "retarget", "delete", "delete-if", "delete-expect"]
 WEIGHTS = [35, 10, 25, 10, 12, 8]

@@ -1,5 +1,8 @@
-"""The README stays true: CI runs its test command, its first command prints the
-output it shows, and its command-line tour is what a real run prints.
+"""The README and the docs stay true: CI runs the README's test command, its
+first command prints the output it shows, its command-line tour is what a real
+run prints, and so are the docs' examples (write-once names, the chain script;
+the layouts example is in test_cli_layouts.py). The README's links lead to
+files that exist (mkdocs checks the links inside docs/).
 
 Times differ from run to run; they are compared as a placeholder of the same
 width, so the tables' alignment is still checked exactly.
@@ -20,6 +23,7 @@ from imageledger import ImageStore
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
 BIN = Path(sys.executable).parent
 FIRST_PREFIX = "python3 -m venv .venv && .venv/bin/pip install -q . && . .venv/bin/activate && \\\n"
 _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
@@ -27,8 +31,12 @@ _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
 _HEADS = re.compile(r"\b\d+:sha256:[0-9a-f]{64}")
 
 
-def _code_blocks() -> list[str]:
-    return re.findall(r"```(?:sh|python)?\n(.*?)```", README, flags=re.DOTALL)
+def _code_blocks(text: str = README) -> list[str]:
+    return re.findall(r"```(?:sh|python)?\n(.*?)```", text, flags=re.DOTALL)
+
+
+def _doc(page: str) -> str:
+    return (DOCS / page).read_text()
 
 
 def _shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -101,12 +109,12 @@ def test_the_readmes_command_line_tour_is_what_a_real_run_prints(
     _replay(steps, tmp_path)
 
 
-def test_the_readmes_write_once_names_example_is_what_a_real_run_prints(
+def test_the_docs_write_once_names_example_is_what_a_real_run_prints(
     tmp_path: Path,
 ) -> None:
     example = next(
         b
-        for b in _code_blocks()
+        for b in _code_blocks(_doc("write-once.md"))
         if b.startswith("$ imageledger register") and "--immutable" in b
     )
     steps = _steps(example)
@@ -115,16 +123,18 @@ def test_the_readmes_write_once_names_example_is_what_a_real_run_prints(
 
 
 def _chain_script() -> str:
-    return next(b for b in _code_blocks() if b.startswith("# chain_head.py"))
+    return next(
+        b for b in _code_blocks(_doc("integrity.md")) if b.startswith("# chain_head.py")
+    )
 
 
-def test_the_readmes_chain_script_is_about_ten_lines() -> None:
+def test_the_docs_chain_script_is_about_ten_lines() -> None:
     lines = [line for line in _chain_script().splitlines() if line.strip()]
     assert len(lines) <= 12
 
 
 @pytest.mark.parametrize("events", [0, 1, 40])
-def test_the_readmes_chain_script_recomputes_the_stores_checkpoint(
+def test_the_docs_chain_script_recomputes_the_stores_checkpoint(
     db_path: Path, events: int
 ) -> None:
     with ImageStore.open(db_path) as store:
@@ -147,3 +157,17 @@ def test_the_readmes_chain_script_recomputes_the_stores_checkpoint(
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{checkpoint}\n"
     assert checkpoint.position == events
+
+
+def test_the_readmes_links_lead_to_files_in_the_repository() -> None:
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README)
+    local = [link for link in links if "://" not in link]
+    assert "docs/index.md" in local
+    missing = [link for link in local if not (ROOT / link).is_file()]
+    assert missing == []
+
+
+def test_every_docs_page_is_in_the_mkdocs_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = sorted(page.name for page in DOCS.glob("*.md"))
+    assert [page for page in pages if f": {page}\n" not in nav] == []
