@@ -11,7 +11,7 @@ from imageledger.cli_context import (
     flag_names,
     pass_settings,
 )
-from imageledger.cli_render import document, image_json, table
+from imageledger.cli_render import document, image_json, printable, table
 
 IMPORT_COLUMNS = ("NAME", "DIGEST", "RESULT")
 
@@ -115,4 +115,7 @@ def export_layout(settings: Settings, layout: str, filters: tuple[str, ...]) -> 
         click.echo(document({"path": layout, "images": count}))
     else:
         noun = "image" if count == 1 else "images"
-        click.echo(f"exported {count} {noun} to {layout} (index.json only, no blobs)")
+        click.echo(
+            f"exported {count} {noun} to {printable(layout)} "
+            "(index.json only, no blobs)"
+        )
