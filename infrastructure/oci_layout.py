@@ -14,6 +14,7 @@ wrong with the layout; reading writes nothing anywhere.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -252,44 +253,126 @@ def _check_blob(source: _Source, descriptor: Descriptor, where: str) -> None:
         raise InvalidArgument(where, f"its blob {name} does not hash to its digest")
 
 
+# Every file of an export is created through the layout directory's descriptor,
+# new (O_EXCL) and never through a symbolic link (O_NOFOLLOW): a link planted
+# in the directory while the export runs makes the export fail, instead of
+# making it write whatever the link points at.
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def write_layout(location: str | os.PathLike[str], entries: Iterable[Any]) -> int:
     """Write a layout of `entries` (descriptors as OCI JSON) at `location`; no blobs.
 
-    `location` must be absent (its parent must exist) or an empty directory:
-    nothing that is there is ever overwritten. `index.json` is written last,
-    through a temporary file, and on any error what this call created is
-    removed. Returns the number of entries written.
+    `location` must be absent (its parent must exist) or an empty directory,
+    and not a symbolic link: nothing that is there is ever overwritten, and
+    nothing outside it is written. Each file is created new, through the
+    directory's descriptor, never following a link (see CREATE_FLAGS); a file
+    that appears in the directory meanwhile makes the export fail.
+    `index.json` is written last, through a temporary file linked into place
+    (a link, unlike a rename, never replaces a file). On any error what this
+    call created is removed. Returns the number of entries written.
     """
     path = Path(location)
-    created = _claim(path)
+    directory, created = _claim(path)
+    made: dict[str, tuple[int, int]] = {}  # name -> (device, inode) we created
     try:
-        (path / LAYOUT_FILE).write_text(
-            json.dumps({"imageLayoutVersion": LAYOUT_VERSION}), encoding="utf-8"
-        )
-        (path / "blobs").mkdir()  # the spec asks for it, even when empty
-        partial = path / f".{INDEX_FILE}.partial"
+        with exclusive_file(directory, LAYOUT_FILE, made, path) as out:
+            out.write(json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode())
+        _make_directory(directory, "blobs", made, path)  # the spec asks for it
+        partial = f".{INDEX_FILE}.partial"
         count = 0
-        with partial.open("w", encoding="utf-8") as out:
-            out.write(f'{{"schemaVersion":2,"mediaType":"{INDEX_MEDIA_TYPE}",')
-            out.write('"manifests":[')
+        with exclusive_file(directory, partial, made, path) as out:
+            out.write(f'{{"schemaVersion":2,"mediaType":"{INDEX_MEDIA_TYPE}",'.encode())
+            out.write(b'"manifests":[')
             for count, entry in enumerate(entries, start=1):
-                out.write("," if count > 1 else "")
-                out.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
-            out.write("]}")
+                out.write(b"," if count > 1 else b"")
+                text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+                out.write(text.encode())
+            out.write(b"]}")
             out.flush()
             os.fsync(out.fileno())
-        partial.rename(path / INDEX_FILE)
+        _publish(directory, partial, INDEX_FILE, made, path)
+        os.fsync(directory)
     except BaseException:
-        _undo(path, created)
+        _undo(directory, made)
+        os.close(directory)
+        if created:
+            with suppress(OSError):
+                path.rmdir()
         raise
+    os.close(directory)
     return count
 
 
-def _claim(path: Path) -> bool:
-    """Make `path` an empty directory of ours; True if this call created it."""
+@contextmanager
+def exclusive_file(
+    directory: int, name: str, made: dict[str, tuple[int, int]], where: Path
+) -> Iterator[IO[bytes]]:
+    """A new file `name` in `directory` (a descriptor), open for writing.
+
+    Created with CREATE_FLAGS: if anything is at `name` already, a file or a
+    symbolic link, InvalidArgument, and nothing is written to it.
+    """
+    try:
+        fd = os.open(name, CREATE_FLAGS, 0o644, dir_fd=directory)
+    except OSError as e:
+        raise _changed(where, name, e) from e
+    stat_result = os.fstat(fd)
+    made[name] = (stat_result.st_dev, stat_result.st_ino)
+    with os.fdopen(fd, "wb") as out:
+        yield out
+
+
+def _make_directory(
+    directory: int, name: str, made: dict[str, tuple[int, int]], where: Path
+) -> None:
+    try:
+        os.mkdir(name, 0o755, dir_fd=directory)
+        stat_result = os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except OSError as e:
+        raise _changed(where, name, e) from e
+    made[name] = (stat_result.st_dev, stat_result.st_ino)
+
+
+def _publish(
+    directory: int,
+    source: str,
+    target: str,
+    made: dict[str, tuple[int, int]],
+    where: Path,
+) -> None:
+    try:
+        os.link(
+            source,
+            target,
+            src_dir_fd=directory,
+            dst_dir_fd=directory,
+            follow_symlinks=False,
+        )
+    except OSError as e:
+        raise _changed(where, target, e) from e
+    made[target] = made[source]
+    _remove(directory, source, made)
+
+
+def _changed(where: Path, name: str, error: OSError) -> InvalidArgument:
+    if error.errno in (errno.EEXIST, errno.ELOOP):
+        return InvalidArgument(
+            "layout",
+            f"'{where / name}' appeared while exporting (another process is "
+            "writing in the directory): nothing was overwritten",
+        )
+    return InvalidArgument("layout", f"cannot write '{where / name}': {error.strerror}")
+
+
+def _claim(path: Path) -> tuple[int, bool]:
+    """An open descriptor of `path`, made or found an empty directory of ours,
+    and whether this call created it."""
+    created = False
     try:
         path.mkdir()
-        return True
+        created = True
     except FileExistsError:
         pass
     except FileNotFoundError:
@@ -298,21 +381,49 @@ def _claim(path: Path) -> bool:
         ) from None
     except OSError as e:
         raise InvalidArgument("layout", f"cannot create '{path}': {e.strerror}") from e
-    if not path.is_dir() or any(path.iterdir()):
-        raise InvalidArgument(
-            "layout",
-            f"'{path}' already exists and is not an empty directory "
-            "(give a new or empty one: nothing is overwritten)",
-        )
-    return False
+    try:
+        directory = os.open(path, _DIRECTORY_FLAGS)
+    except OSError as e:
+        if path.is_symlink():
+            raise InvalidArgument(
+                "layout",
+                f"'{path}' is a symbolic link (give the directory itself: "
+                "an export never writes through a link)",
+            ) from None
+        if e.errno == errno.ENOTDIR:
+            raise _not_empty(path) from None
+        raise InvalidArgument("layout", f"cannot open '{path}': {e.strerror}") from e
+    try:
+        if os.listdir(directory):
+            raise _not_empty(path)
+    except BaseException:
+        os.close(directory)
+        raise
+    return directory, created
 
 
-def _undo(path: Path, created: bool) -> None:
-    for name in (LAYOUT_FILE, f".{INDEX_FILE}.partial", INDEX_FILE):
-        with suppress(OSError):
-            (path / name).unlink()
+def _not_empty(path: Path) -> InvalidArgument:
+    return InvalidArgument(
+        "layout",
+        f"'{path}' already exists and is not an empty directory "
+        "(give a new or empty one: nothing is overwritten)",
+    )
+
+
+def _undo(directory: int, made: dict[str, tuple[int, int]]) -> None:
+    """Remove what this export created, and only that: a file another process
+    put in its place (another inode) stays."""
+    for name in list(made):
+        _remove(directory, name, made)
+
+
+def _remove(directory: int, name: str, made: dict[str, tuple[int, int]]) -> None:
+    identity = made.pop(name, None)
     with suppress(OSError):
-        (path / "blobs").rmdir()
-    if created:
-        with suppress(OSError):
-            path.rmdir()
+        found = os.stat(name, dir_fd=directory, follow_symlinks=False)
+        if (found.st_dev, found.st_ino) != identity:
+            return
+        if stat.S_ISDIR(found.st_mode):
+            os.rmdir(name, dir_fd=directory)
+        else:
+            os.unlink(name, dir_fd=directory)
