@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -167,17 +166,19 @@ def test_export_selects_what_list_selects_with_the_same_filters(
 
 RACER = """
 import os, sys
-link, victim = sys.argv[1], sys.argv[2]
+base, planted, victim = sys.argv[1:]
 print("ready", flush=True)
 while True:
-    try:
-        os.symlink(victim, link)
-    except OSError:  # the directory is gone, or the export's file is there
-        continue
-    try:
-        os.unlink(link)
-    except OSError:
-        pass
+    for name in os.listdir(base):
+        link = os.path.join(base, name, planted)
+        try:
+            os.symlink(victim, link)
+        except OSError:  # the directory is gone, or the export's file is there
+            continue
+        try:
+            os.unlink(link)
+        except OSError:
+            pass
 """
 
 
@@ -186,52 +187,52 @@ def test_a_symlink_planted_during_an_export_never_redirects_its_writes(
     tmp_path: Path, planted: str
 ) -> None:
     # Another process plants and removes a link to a victim file, as fast as
-    # it can, in the directory being exported to. Each export either succeeds
-    # with files of its own or fails; the victim is never written.
+    # it can, in the directory being exported to (a new one each try, so that
+    # the racer's late steps cannot reach a later try). Each export either
+    # succeeds with files of its own or fails; the victim is never written.
     victim = tmp_path / "victim"
     victim.write_text("precious")
-    out = tmp_path / "out"
+    base = tmp_path / "exports"
+    base.mkdir()
     with ImageStore.open(tmp_path / "images.db") as store:
         store.register("app:1", descriptor(1))
         racer = subprocess.Popen(
-            [sys.executable, "-c", RACER, str(out / planted), str(victim)],
+            [sys.executable, "-c", RACER, str(base), planted, str(victim)],
             stdout=subprocess.PIPE,
             text=True,
         )
         try:
             assert racer.stdout is not None and racer.stdout.readline() == "ready\n"
             outcomes, refusals = set(), set()
-            for _ in range(200):
+            for attempt in range(200):
+                out = base / f"out-{attempt}"
                 out.mkdir()
                 try:
                     store.export_layout(out)
-                    outcomes.add("exported")
-                    # The racer's late unlink may remove the export's own file
-                    # (a name it linked in an earlier round); what is there is
-                    # the export's, never a link.
-                    layout_file = out / "oci-layout"
-                    assert not layout_file.is_symlink()
-                    if layout_file.exists():
-                        assert json.loads(layout_file.read_bytes()) == {
-                            "imageLayoutVersion": "1.0.0"
-                        }
                 except InvalidArgument as e:
                     outcomes.add("refused")
-                    refusals.add(str(e).split(": ", 1)[1])
+                    refusals.add(str(e).split(": ", 1)[1].replace(str(out), "OUT"))
+                else:
+                    outcomes.add("exported")
+                    # (The racer may still link a name the export no longer
+                    # uses, such as the temporary file's.)
+                    for name in ("oci-layout", "index.json"):
+                        assert not (out / name).is_symlink()
+                    assert (out / "blobs").is_dir()
+                    assert json.loads((out / "oci-layout").read_bytes()) == {
+                        "imageLayoutVersion": "1.0.0"
+                    }
                 assert victim.read_text() == "precious"
-                while out.exists():  # the racer may add a link as it goes
-                    shutil.rmtree(out, ignore_errors=True)
         finally:
             racer.kill()
             racer.wait()
     assert victim.read_text() == "precious"
-    assert outcomes <= {"exported", "refused"}
     assert (
         refusals
         <= {
-            f"'{out / planted}' appeared while exporting (another process is writing "
+            f"'OUT/{planted}' appeared while exporting (another process is writing "
             "in the directory): nothing was overwritten",
-            f"'{out}' already exists and is not an empty directory "  # planted early
+            "'OUT' already exists and is not an empty directory "  # planted early
             "(give a new or empty one: nothing is overwritten)",
         }
     )
