@@ -57,8 +57,14 @@ class _Source(ABC):
 
 
 class _Directory(_Source):
+    """A layout directory. A file of it may be a symbolic link, but only to a
+    file inside the layout: a link that resolves outside (`blobs/sha256/<hash
+    of /etc/hostname>` -> `/etc/hostname`) would read a file that is not the
+    layout's and tell whoever wrote the layout whether it has a given hash."""
+
     def __init__(self, root: Path) -> None:
         self._root = root
+        self._real_root = os.path.realpath(root)
 
     def close(self) -> None:
         pass  # every file is closed by its reader
@@ -66,10 +72,21 @@ class _Directory(_Source):
     def open(self, name: str) -> IO[bytes] | None:
         path = self._root / name
         try:
+            # Where it leads is judged before whether it is there, so a link
+            # out cannot tell whether the file it names exists either.
+            real = os.path.realpath(path)
+            if os.path.commonpath([self._real_root, real]) != self._real_root:
+                raise InvalidArgument(
+                    "layout",
+                    f"{name} is a symbolic link to a file outside the layout",
+                )
             # stat first: opening a FIFO would wait for a writer.
-            if not stat.S_ISREG(path.stat().st_mode):
+            if not stat.S_ISREG(os.stat(real).st_mode):
                 raise InvalidArgument("layout", f"{name} is not a regular file")
-            return path.open("rb")
+            # The resolved path, never following a link again: a link swapped
+            # in after the check cannot lead the read elsewhere.
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            return os.fdopen(fd, "rb")
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as e:
