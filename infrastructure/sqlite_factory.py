@@ -33,7 +33,7 @@ from imageledger.infrastructure.sqlite_views import (
     SQLiteCurrentView,
 )
 from imageledger.infrastructure.store_factory import Progress
-from imageledger.infrastructure.wakeups import Sleep, Wakeup
+from imageledger.infrastructure.wakeups import SleepOnFile, Wakeup
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
@@ -98,8 +98,9 @@ class LedgerSQLiteFactory(SQLiteFactory):
         return sqlite_chain.links(self.current_view.datastore, after, until)
 
     def wakeup(self) -> Wakeup:
-        """SQLite cannot notify: waiting for appends is sleeping between polls."""
-        return Sleep()
+        """SQLite cannot notify: waiting for appends is sleeping between polls
+        (and checking that the file is still the one being followed)."""
+        return SleepOnFile(self.path)
 
     def _initialize(self) -> FileState:
         statements = [
