@@ -14,6 +14,7 @@ wrong with the layout; reading writes nothing anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -24,6 +25,7 @@ import tarfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +41,32 @@ MAX_JSON_BYTES = 20 * 1024 * 1024
 
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 _CHUNK = 1024 * 1024
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LayoutLimits:
+    """What reading one layout may cost at most; past a cap, InvalidArgument.
+
+    - `max_members`: members of an oci-archive (each is kept in memory while
+      the archive is read). A layout holds a few files per image.
+    - `max_header_bytes`: one tar extended header (PAX, or a GNU long name),
+      refused before it is read: Python's tarfile reads one whole.
+    - `max_blob_bytes`: the size an index.json entry may give its blob, the
+      bytes hashed for it. Entries are manifests and indexes, kilobytes each.
+    - `max_total_bytes`: the bytes hashed for all the entries' blobs together.
+    """
+
+    max_members: int = 100_000
+    max_header_bytes: int = _MIB
+    max_blob_bytes: int = 64 * _MIB
+    max_total_bytes: int = 1024 * _MIB
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidArgument(item.name, "must be a whole number, 1 or more")
 
 
 class _Source(ABC):
@@ -50,6 +78,12 @@ class _Source(ABC):
 
         Raises InvalidArgument when `name` exists but is not a regular file.
         """
+
+    @abstractmethod
+    def stored_size(self, name: str, file: IO[bytes]) -> int:
+        """How many bytes reading `file` (opened from `name`) gives, known
+        before reading it; InvalidArgument when they are not all stored
+        (a sparse archive member, whose holes would read as zeros)."""
 
     @abstractmethod
     def close(self) -> None:
@@ -92,11 +126,46 @@ class _Directory(_Source):
         except OSError as e:
             raise InvalidArgument("layout", f"cannot read {name}: {e.strerror}") from e
 
+    def stored_size(self, name: str, file: IO[bytes]) -> int:
+        return os.fstat(file.fileno()).st_size
+
+
+class _CappedTarInfo(tarfile.TarInfo):
+    """A tar header that refuses an extended header (PAX, GNU long name) over
+    `max_header_bytes` before tarfile reads it whole into memory."""
+
+    max_header_bytes = LayoutLimits.max_header_bytes
+    archive = ""
+
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED_HEADERS and self.size > self.max_header_bytes:
+            raise InvalidArgument(
+                "layout",
+                f"'{self.archive}' has a tar header of {self.size:,} bytes, over "
+                f"the cap of {self.max_header_bytes:,} (max_header_bytes, "
+                "--max-header-bytes)",
+            )
+        return super()._proc_member(tarfile)  # type: ignore[misc, no-any-return]
+
+
+_EXTENDED_HEADERS = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
 
 class _Archive(_Source):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: LayoutLimits) -> None:
+        capped = type(
+            "_Capped",
+            (_CappedTarInfo,),
+            {"max_header_bytes": limits.max_header_bytes, "archive": str(path)},
+        )
         try:
-            self._tar = tarfile.open(path, "r:*")  # noqa: SIM115 (closed by close())
+            self._tar = tarfile.open(path, "r:*", tarinfo=capped)  # noqa: SIM115 (closed by close())
         except tarfile.ReadError:
             raise InvalidArgument(
                 "layout", f"'{path}' is neither a directory nor a tar archive"
@@ -107,16 +176,24 @@ class _Archive(_Source):
             ) from e
         try:
             # A name given twice is the later member, as extracting would leave it.
-            self._members = {
-                cleaned: member
-                for member in self._tar.getmembers()
-                if (cleaned := _clean(member.name)) is not None
-            }
+            self._members: dict[str, tarfile.TarInfo] = {}
+            for count, member in enumerate(self._tar, start=1):
+                if count > limits.max_members:
+                    raise InvalidArgument(
+                        "layout",
+                        f"'{path}' has more than {limits.max_members:,} members, "
+                        "the cap (max_members, --max-members)",
+                    )
+                if (cleaned := _clean(member.name)) is not None:
+                    self._members[cleaned] = member
         except (tarfile.TarError, EOFError, OSError) as e:
             self._tar.close()
             raise InvalidArgument(
                 "layout", f"'{path}' is not a readable tar archive ({e})"
             ) from e
+        except BaseException:
+            self._tar.close()
+            raise
 
     def open(self, name: str) -> IO[bytes] | None:
         member = self._members.get(name)
@@ -128,6 +205,14 @@ class _Archive(_Source):
             return self._tar.extractfile(member)
         except (tarfile.TarError, OSError) as e:
             raise InvalidArgument("layout", f"cannot read {name}: {e}") from e
+
+    def stored_size(self, name: str, file: IO[bytes]) -> int:
+        member = self._members[name]
+        if member.sparse is not None:  # a GNU sparse member: holes read as zeros
+            raise InvalidArgument(
+                "layout", f"{name} is a sparse file, not all of its bytes are stored"
+            )
+        return member.size
 
     def close(self) -> None:
         self._tar.close()
@@ -143,12 +228,14 @@ def _clean(name: str) -> str | None:
 
 
 @contextmanager
-def _opened(location: str | os.PathLike[str]) -> Iterator[_Source]:
+def _opened(
+    location: str | os.PathLike[str], limits: LayoutLimits
+) -> Iterator[_Source]:
     path = Path(location)
     if path.is_dir():
         source: _Source = _Directory(path)
     elif path.is_file():
-        source = _Archive(path)
+        source = _Archive(path, limits)
     elif path.exists() or path.is_symlink():
         raise InvalidArgument(
             "layout", f"'{path}' is neither a directory nor a tar archive"
@@ -162,15 +249,20 @@ def _opened(location: str | os.PathLike[str]) -> Iterator[_Source]:
 
 
 def read_layout(
-    location: str | os.PathLike[str], *, check_blobs: bool = True
+    location: str | os.PathLike[str],
+    *,
+    check_blobs: bool = True,
+    limits: LayoutLimits | None = None,
 ) -> list[Descriptor]:
     """The descriptors of `index.json`'s `manifests`, in order, exactly as written.
 
     `location` is a layout directory or a tar of one. With `check_blobs`,
     each entry's blob must be in `blobs/` with the entry's size and digest.
+    Reading stays within `limits` (LayoutLimits' defaults if None).
     Raises InvalidArgument naming the first problem.
     """
-    with _opened(location) as source:
+    limits = LayoutLimits() if limits is None else limits
+    with _opened(location, limits) as source:
         layout = _read_json(source, LAYOUT_FILE, "not an OCI image layout")
         version = layout.get("imageLayoutVersion") if type(layout) is dict else None
         if version != LAYOUT_VERSION:
@@ -186,8 +278,10 @@ def read_layout(
             for i, entry in enumerate(entries)
         ]
         if check_blobs:
+            budget = limits.max_total_bytes
             for i, descriptor in enumerate(descriptors):
-                _check_blob(source, descriptor, f"{INDEX_FILE} manifests[{i}]")
+                where = f"{INDEX_FILE} manifests[{i}]"
+                budget -= _check_blob(source, descriptor, where, limits, budget)
         return descriptors
 
 
@@ -239,7 +333,19 @@ def _manifests(index: object) -> list[Any]:
     return manifests
 
 
-def _check_blob(source: _Source, descriptor: Descriptor, where: str) -> None:
+def _check_blob(
+    source: _Source,
+    descriptor: Descriptor,
+    where: str,
+    limits: LayoutLimits,
+    budget: int,
+) -> int:
+    """Check the blob of one entry; return the bytes hashed.
+
+    Its size is compared with the descriptor's before a byte is hashed, and
+    so are the caps: a 4 TiB sparse file, or an entry that says 4 TiB, costs
+    nothing to refuse.
+    """
     algorithm, _, encoded = descriptor.digest.partition(":")
     # The digest grammar allows no '/' and no leading '.', so this stays in blobs/.
     name = f"blobs/{algorithm}/{encoded}"
@@ -254,20 +360,45 @@ def _check_blob(source: _Source, descriptor: Descriptor, where: str) -> None:
         raise InvalidArgument(where, e.rule) from None
     if file is None:
         raise InvalidArgument(where, f"its blob {name} is missing")
-    digest, size = hasher(), 0
     with file:
+        try:
+            stored = source.stored_size(name, file)
+        except InvalidArgument as e:
+            raise InvalidArgument(where, e.rule) from None
+        if stored != descriptor.size:
+            raise _wrong_size(where, name, stored, descriptor.size)
+        if descriptor.size > limits.max_blob_bytes:
+            raise InvalidArgument(
+                where,
+                f"its blob {name} is {descriptor.size:,} bytes, over the cap of "
+                f"{limits.max_blob_bytes:,} for one blob (max_blob_bytes, "
+                "--max-blob-bytes)",
+            )
+        if descriptor.size > budget:
+            raise InvalidArgument(
+                where,
+                f"its blob {name} would take the bytes hashed for the layout "
+                f"over the cap of {limits.max_total_bytes:,} (max_total_bytes, "
+                "--max-total-bytes)",
+            )
+        digest, size = hasher(), 0
         while chunk := file.read(_CHUNK):
             size += len(chunk)
             if size > descriptor.size:
                 break
             digest.update(chunk)
-    if size != descriptor.size:
-        more = "more than" if size > descriptor.size else f"{size} bytes, not"
-        raise InvalidArgument(
-            where, f"its blob {name} is {more} the {descriptor.size} bytes it names"
-        )
+    if size != descriptor.size:  # the file changed size since it was opened
+        raise _wrong_size(where, name, size, descriptor.size)
     if digest.hexdigest() != encoded:
         raise InvalidArgument(where, f"its blob {name} does not hash to its digest")
+    return size
+
+
+def _wrong_size(where: str, name: str, size: int, named: int) -> InvalidArgument:
+    more = "more than" if size > named else f"{size} bytes, not"
+    return InvalidArgument(
+        where, f"its blob {name} is {more} the {named} bytes it names"
+    )
 
 
 # Every file of an export is created through the layout directory's descriptor,
