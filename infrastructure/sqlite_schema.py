@@ -36,6 +36,33 @@ def sqlite_uri(path: Path) -> str:
     return path.absolute().as_uri()
 
 
+def read_only_query(path: Path) -> str:
+    """The URI query that opens the existing store at `path` as it can be opened.
+
+    "" when the file and its directory can be written. Otherwise the store is
+    opened read-only, so that every read works on a read-only file or mount:
+    "?mode=ro" while the directory is writable (WAL readers need its `-shm`
+    file there), "?mode=ro&immutable=1" when it is not (a read-only mount:
+    nothing can change the file, so SQLite needs neither locks nor `-shm`).
+    A write then fails as read-only. StoreError when the directory cannot be
+    written and a `-wal` file holds commits that only a writable open could
+    fold in.
+    """
+    directory = path.parent
+    if os.access(path, os.W_OK) and os.access(directory, os.W_OK):
+        return ""
+    if os.access(directory, os.W_OK):
+        return "?mode=ro"
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(
+            f"cannot open {str(path)!r} read-only: its write-ahead log "
+            f"{str(wal)!r} holds changes, and its directory is read-only (open "
+            "it once where it can be written, or copy the files elsewhere)"
+        )
+    return "?mode=ro&immutable=1"
+
+
 def inspect_file(path: Path) -> FileState:
     """Say whether `path` is a new or an existing store; raise StoreError otherwise."""
     try:
@@ -58,9 +85,10 @@ def inspect_file(path: Path) -> FileState:
         raise StoreError(
             f"{str(path)!r} is not an imageledger store (not an SQLite database)"
         )
+    query = read_only_query(path) or "?mode=ro"
     try:
         connection = sqlite3.connect(
-            sqlite_uri(path) + "?mode=ro", uri=True, isolation_level=None
+            sqlite_uri(path) + query, uri=True, isolation_level=None
         )
         try:
             application_id, version, tables = _read_marks(connection)
