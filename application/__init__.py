@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from imageledger.domain.descriptor import Descriptor, Platform
+    from imageledger.infrastructure.oci_layout import LayoutLimits
     from imageledger.integrity import Checkpoint, VerifyReport
     from imageledger.layouts import LayoutImport
     from imageledger.projections.audit import AuditEntry
@@ -35,6 +36,7 @@ __all__ = [
     "Image",
     "ImageStore",
     "LayoutImport",
+    "LayoutLimits",
     "Platform",
     "VerifyReport",
     "__version__",
@@ -46,6 +48,7 @@ _HOMES = {
     "Image": "imageledger.projections.current_view",
     "ImageStore": "imageledger.store",
     "LayoutImport": "imageledger.layouts",
+    "LayoutLimits": "imageledger.infrastructure.oci_layout",
     "Platform": "imageledger.domain.descriptor",
     "Checkpoint": "imageledger.integrity",
     "VerifyReport": "imageledger.integrity",

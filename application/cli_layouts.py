@@ -11,7 +11,7 @@ from imageledger.cli_context import (
     flag_names,
     pass_settings,
 )
-from imageledger.cli_render import document, image_json, table
+from imageledger.cli_render import document, image_json, printable, table
 
 IMPORT_COLUMNS = ("NAME", "DIGEST", "RESULT")
 
@@ -32,6 +32,31 @@ IMPORT_COLUMNS = ("NAME", "DIGEST", "RESULT")
 )
 @click.option("--actor", help=ACTOR_HELP)
 @click.option("--reason", help="Why, for the audit log.")
+@click.option(
+    "--max-members",
+    type=int,
+    metavar="N",
+    help="Refuse an oci-archive of more than N members.  [default: 100000]",
+)
+@click.option(
+    "--max-header-bytes",
+    type=int,
+    metavar="N",
+    help="Refuse a tar extended (PAX) header over N bytes.  [default: 1 MiB]",
+)
+@click.option(
+    "--max-blob-bytes",
+    type=int,
+    metavar="N",
+    help="Refuse an entry whose blob is over N bytes.  [default: 64 MiB]",
+)
+@click.option(
+    "--max-total-bytes",
+    type=int,
+    metavar="N",
+    help="Refuse a layout whose entries' blobs are over N bytes in all.  "
+    "[default: 1 GiB]",
+)
 @pass_settings
 def import_layout(
     settings: Settings,
@@ -40,6 +65,10 @@ def import_layout(
     no_blob_check: bool,
     actor: str | None,
     reason: str | None,
+    max_members: int | None,
+    max_header_bytes: int | None,
+    max_blob_bytes: int | None,
+    max_total_bytes: int | None,
 ) -> None:
     """Register the images of an OCI image layout (a directory or an oci-archive tar).
 
@@ -57,7 +86,18 @@ def import_layout(
       imageledger import-layout app.tar --reason "release 1.4.2"
       imageledger import-layout ./exported --no-blob-check
     """
-    with settings.store() as store, flag_names({"base_name": "--base-name"}):
+    caps = {
+        "max_members": max_members,
+        "max_header_bytes": max_header_bytes,
+        "max_blob_bytes": max_blob_bytes,
+        "max_total_bytes": max_total_bytes,
+    }
+    flags = {"base_name": "--base-name"}
+    flags |= {cap: "--" + cap.replace("_", "-") for cap in caps}
+    with settings.store() as store, flag_names(flags):
+        from imageledger import LayoutLimits  # heavy: only for this command
+
+        given = {cap: value for cap, value in caps.items() if value is not None}
         result = store.import_layout(
             layout,
             namespace=settings.namespace,
@@ -65,6 +105,7 @@ def import_layout(
             reason=reason,
             base_name=base_name,
             check_blobs=not no_blob_check,
+            limits=LayoutLimits(**given),
         )
     if settings.json:
         click.echo(
@@ -115,4 +156,7 @@ def export_layout(settings: Settings, layout: str, filters: tuple[str, ...]) -> 
         click.echo(document({"path": layout, "images": count}))
     else:
         noun = "image" if count == 1 else "images"
-        click.echo(f"exported {count} {noun} to {layout} (index.json only, no blobs)")
+        click.echo(
+            f"exported {count} {noun} to {printable(layout)} "
+            "(index.json only, no blobs)"
+        )

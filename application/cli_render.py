@@ -8,7 +8,9 @@ gets; `--json` is the stable form for scripts (OCI field names for descriptors).
 from __future__ import annotations
 
 import json
+import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,11 +31,14 @@ HISTORY_COLUMNS = (
     "ACTOR",
     "REASON",
 )
-_CONTROL = {code: f"\\x{code:02x}" for code in (*range(32), 127)} | {
-    ord("\n"): "\\n",
-    ord("\t"): "\\t",
-    ord("\r"): "\\r",
-}
+# What a terminal may act on instead of showing: C0 and C1 controls (U+009B is
+# a one-byte CSI), format characters (the bidi overrides such as U+202E, zero
+# widths, tag characters), line and paragraph separators, and lone surrogates
+# (which no terminal encoding can carry). Everything else is shown as it is.
+_UNSAFE_CATEGORIES = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+_SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# Runs that may hold an unsafe character: everything but printable ASCII.
+_SUSPECT = re.compile(r"[^\x20-\x7e]+")
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Iterator[str]:
@@ -122,13 +127,42 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
 
 
 def document(value: Any) -> str:
-    """A single result: one indented JSON document."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    """A single result: one indented JSON document (see terminal_safe_json)."""
+    return terminal_safe_json(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def json_line(value: Any) -> str:
     """One record of a stream: compact JSON on one line (JSON lines)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return terminal_safe_json(
+        json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    )
+
+
+def terminal_safe_json(text: str) -> str:
+    """JSON text with what `printable` escapes written as \\u escapes.
+
+    JSON requires escaping only C0 controls; C1 controls, DEL, format (bidi)
+    characters, line separators and lone surrogates are written as `\\u009b`,
+    `\\u202e`, ... as well, so that `--json` output on a terminal is as safe
+    as a table. Any JSON parser reads back the same strings. Other non-ASCII
+    text (é, 中) stays as it is. Such characters can only be inside strings:
+    JSON's own syntax is ASCII.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    return _SUSPECT.sub(_json_escape_run, text)
+
+
+def _json_escape_run(match: re.Match[str]) -> str:
+    return "".join(_json_escaped(c) if c != "\n" and unsafe(c) else c for c in match[0])
+
+
+def _json_escaped(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    high, low = divmod(code - 0x10000, 0x400)  # a UTF-16 surrogate pair
+    return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
 
 
 def moment(when: datetime) -> str:
@@ -171,7 +205,31 @@ def progress(
 
 
 def printable(text: str) -> str:
-    """`text` with control characters escaped, safe to print on one line."""
-    # A name or reason with a newline must not break a table's lines, and an
-    # escape sequence in a name must not reach the terminal.
-    return text.translate(_CONTROL)
+    """`text` with every character a terminal could act on escaped (`\\x1b`,
+    `\\x9b`, `\\u202e`, `\\n`), safe to print on one line.
+
+    The one rule for every table, stream row and error line: a name or reason
+    with a newline must not break a table's lines, and an escape sequence or a
+    bidi override in an actor, reason or label must not reach the terminal.
+    """
+    if text.isprintable():  # the common case; False for every unsafe character
+        return text
+    return _SUSPECT.sub(_escape_run, text)
+
+
+def unsafe(char: str) -> bool:
+    """Whether a terminal could act on `char` (see printable)."""
+    return unicodedata.category(char) in _UNSAFE_CATEGORIES
+
+
+def _escape_run(match: re.Match[str]) -> str:
+    return "".join(_escaped(c) if unsafe(c) else c for c in match[0])
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

@@ -21,6 +21,9 @@ from imageledger.cli_render import (
     progress,
 )
 
+# The line cap, without importing the history format (and pydantic) at start.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
 if TYPE_CHECKING:  # the command line starts without pydantic or the store
     from imageledger.projections.audit import AuditEntry
 
@@ -71,14 +74,24 @@ def export(settings: Settings, file: str) -> None:
 
 @click.command("import")
 @click.argument("file", metavar="FILE|-")
+@click.option(
+    "--max-line-bytes",
+    type=int,
+    default=MAX_LINE_BYTES,
+    show_default=True,
+    metavar="N",
+    help="Refuse a line longer than N bytes (the default is twice the "
+    "largest legal event).",
+)
 @pass_settings
-def import_log(settings: Settings, file: str) -> None:
+def import_log(settings: Settings, file: str, max_line_bytes: int) -> None:
     """Replay a file written by `export` into this store, which must be empty.
 
     Keeps every event's timestamp, actor, reason and order; checks each line
     and the hash-chain link it carries, and writes all events in one
-    transaction or none. Exits 2 naming the first bad line, 4 if the store
-    already has events.
+    transaction or none. Exits 2 naming the first bad line (a line over
+    --max-line-bytes is refused as it is read), 4 if the store already has
+    events.
 
     \b
     Example:
@@ -88,8 +101,11 @@ def import_log(settings: Settings, file: str) -> None:
         _opened(file, "rb") as source,
         settings.store() as store,
         progress("importing") as report,
+        flag_names({"max_line_bytes": "--max-line-bytes"}),
     ):
-        events = store.import_log(source, progress=report)
+        events = store.import_log(
+            source, progress=report, max_line_bytes=max_line_bytes
+        )
     if settings.json:
         click.echo(document({"events": events}))
     else:

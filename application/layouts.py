@@ -36,7 +36,11 @@ from imageledger.domain.names import (
     validate_namespace,
 )
 from imageledger.infrastructure.errors import StoreError
-from imageledger.infrastructure.oci_layout import read_layout, write_layout
+from imageledger.infrastructure.oci_layout import (
+    LayoutLimits,
+    read_layout,
+    write_layout,
+)
 from imageledger.projections.current_view import Image
 from imageledger.writes import MAX_ATTEMPTS
 
@@ -87,6 +91,7 @@ class LayoutMethods:
         reason: str | None = None,
         base_name: str | None = None,
         check_blobs: bool = True,
+        limits: LayoutLimits | None = None,
     ) -> LayoutImport:
         """Register the named images of the OCI image layout at `path`.
 
@@ -102,13 +107,20 @@ class LayoutMethods:
         importing the same layout again writes nothing. A bad layout, a
         missing or wrong blob, or an invalid name raises InvalidArgument and
         writes nothing.
+
+        `limits` caps what reading the layout may cost (see LayoutLimits:
+        archive members, tar header sizes, bytes hashed per blob and in all);
+        the defaults fit any real layout, and a hostile one is refused
+        before it costs more.
         """
         namespace = validate_namespace(namespace)
         base = _validate_base_name(base_name)
         _validate_path(path)
         if not isinstance(check_blobs, bool):
             raise InvalidArgument("check_blobs", "must be True or False")
-        descriptors = read_layout(path, check_blobs=check_blobs)
+        if limits is not None and not isinstance(limits, LayoutLimits):
+            raise InvalidArgument("limits", "must be a LayoutLimits")
+        descriptors = read_layout(path, check_blobs=check_blobs, limits=limits)
         named, skipped = _named_entries(descriptors, base)
         known: dict[str, Image | None] | None = None
         for _ in range(MAX_ATTEMPTS):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from imageledger.domain.errors import InvalidArgument, shown
 from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.redaction import redact_url
 from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
 from imageledger.infrastructure.store_factory import StoreFactory
@@ -28,7 +29,7 @@ def open_factory(
     postgres = is_postgres_url(text)
     if "://" in text and not postgres:
         raise StoreError(
-            f"cannot open {redact(text)!r}: only SQLite file paths and "
+            f"cannot open {redact_url(text)!r}: only SQLite file paths and "
             "postgresql:// URLs are supported"
         )
     timeout = lock_timeout_seconds(lock_timeout)
@@ -80,7 +81,10 @@ def location_text(location: object) -> str:
 
 
 def is_postgres_url(location: str) -> bool:
-    scheme, sep, _ = location.partition("://")
+    """Whether `location` is meant as a PostgreSQL URL: `postgresql:` or
+    `postgres:` and anything after (a URL missing a slash is refused as a URL,
+    not created as a file of that name)."""
+    scheme, sep, _ = location.partition(":")
     return bool(sep) and scheme.lower() in ("postgresql", "postgres")
 
 
@@ -91,16 +95,7 @@ def _postgres_factory(url: str, lock_timeout: float) -> StoreFactory:
         from imageledger.infrastructure.postgres_factory import LedgerPostgresFactory
     except ImportError as e:
         raise StoreError(
-            f"cannot open {redact(url)!r}: PostgreSQL support is not installed "
+            f"cannot open {redact_url(url)!r}: PostgreSQL support is not installed "
             f"({e}); install it with: pip install 'imageledger[postgres]'"
         ) from e
     return LedgerPostgresFactory(url, lock_timeout=lock_timeout)
-
-
-def redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if at and ":" in credentials:
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}{sep}{user}:***@{host}"
-    return url

@@ -36,6 +36,7 @@ from imageledger.domain.names import (
 )
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.event_log import EventLog
+from imageledger.infrastructure.history_format import MAX_LINE_BYTES
 from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.layouts import LayoutMethods
 from imageledger.opening import open_factory
@@ -327,14 +328,23 @@ class ImageStore(AuditQueries, LayoutMethods):
             return transfer.export_log(self._log, file, progress)
 
     def import_log(
-        self, file: IO[Any], *, progress: Callable[[int, int], None] | None = None
+        self,
+        file: IO[Any],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> int:
         """Replay an `export_log` file into this store, which must be empty;
         return the number of events. Conflict if the store has events,
-        InvalidArgument naming the first bad line; nothing is written then."""
+        InvalidArgument naming the first bad line; nothing is written then.
+
+        A line longer than `max_line_bytes` (default 16 MiB, twice the largest
+        legal event) is refused as it is read, without reading it whole."""
         _validate_progress(progress)
         with storage_errors():
-            return transfer.import_log(self._log, file, progress)
+            return transfer.import_log(
+                self._log, file, progress, max_line_bytes=max_line_bytes
+            )
 
     def watch(
         self,

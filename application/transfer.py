@@ -38,9 +38,12 @@ from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.hash_chain import GENESIS, chain_links
 from imageledger.infrastructure.history_format import (
     CHAIN,
+    MAX_LINE_BYTES,
     HistoryLine,
+    capped_lines,
     decode_line,
     encode_line,
+    validate_max_line_bytes,
 )
 
 Progress = Callable[[int, int], None]
@@ -71,18 +74,26 @@ def export_log(log: EventLog, file: IO[Any], progress: Progress | None = None) -
     return done
 
 
-def import_log(log: EventLog, file: IO[Any], progress: Progress | None = None) -> int:
+def import_log(
+    log: EventLog,
+    file: IO[Any],
+    progress: Progress | None = None,
+    *,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> int:
     """Replay a history file into the empty store of `log`; return the events.
 
     Raises LogNotEmpty (a Conflict) if the store has events, InvalidArgument
-    naming the line and field of the first bad line; nothing is written then.
+    naming the line and field of the first bad line (or the first line over
+    `max_line_bytes`, refused as it is read); nothing is written then.
     `progress(done, total)` counts lines checked, then events appended.
     """
     _require_file(file, "read")
+    max_line_bytes = validate_max_line_bytes(max_line_bytes)
     if log.head():
         raise LogNotEmpty
     with tempfile.TemporaryFile() as checked:
-        total = _check(log, file, checked, progress)
+        total = _check(log, file, checked, progress, max_line_bytes)
         checked.seek(0)
         pages = _pages(log, checked, total, progress)
         log.append_to_empty(pages)
@@ -90,14 +101,18 @@ def import_log(log: EventLog, file: IO[Any], progress: Progress | None = None) -
 
 
 def _check(
-    log: EventLog, file: IO[Any], copy: IO[bytes], progress: Progress | None
+    log: EventLog,
+    file: IO[Any],
+    copy: IO[bytes],
+    progress: Progress | None,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> int:
     """Check every line of `file` and the chain, copying the lines to `copy`;
     return the number of lines."""
     sequence = _Sequence()
     previous = GENESIS
     number = 0
-    for number, line in enumerate(file, start=1):
+    for number, line in capped_lines(file, max_line_bytes):
         data = line.encode() if isinstance(line, str) else line
         decoded = decode_line(number, data)
         sequence.add(decoded)

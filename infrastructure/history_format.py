@@ -23,9 +23,11 @@ importer's.
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -61,6 +63,12 @@ _TIMESTAMP = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})", re.ASCII
 )
 _CHAIN = re.compile(re.escape(HEAD_PREFIX) + "[0-9a-f]{64}", re.ASCII)
+
+# The longest line an import reads, newline excluded. The largest legal event
+# is under 8 MiB: 256 labels of 4,096 bytes (1 MiB), a descriptor of at most
+# 256 KiB, a reason of 4,096 characters, and JSON may write each byte of
+# text as a six-byte \u escape. Twice that leaves room for fields added later.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
 def extra_fields(kind: type[Image.Event]) -> dict[str, dataclasses.Field[Any]]:
@@ -113,6 +121,44 @@ class HistoryLine:
     position: int
     event: Image.Event
     chain: bytes | None
+
+
+def capped_lines(file: IO[Any], max_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """(number, line) for each line of `file` (binary or text), counted from 1.
+
+    A line longer than `max_bytes` (newline excluded) raises InvalidArgument
+    naming it as soon as the cap is passed: no more than `max_bytes` + 1 of it
+    is ever read into memory.
+    """
+    text = isinstance(file, io.TextIOBase)
+    number = 0
+    while True:
+        number += 1
+        piece = file.readline(max_bytes + 1)
+        if not piece:
+            return
+        line: bytes = piece.encode() if text else piece
+        length = len(line) - line.endswith(b"\n")
+        if length > max_bytes:
+            raise InvalidArgument(
+                f"line {number}",
+                f"is longer than {max_bytes:,} bytes, the longest line an import "
+                "reads (raise it with max_line_bytes, --max-line-bytes)",
+            )
+        yield number, line
+
+
+def validate_max_line_bytes(value: object) -> int:
+    """An import's line cap, checked: a whole number of bytes, 1 KiB to 1 GiB."""
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not 1024 <= value <= 1024**3
+    ):
+        raise InvalidArgument(
+            "max_line_bytes", "must be a number of bytes from 1024 to 1073741824"
+        )
+    return value
 
 
 def decode_line(number: int, line: bytes | str) -> HistoryLine:

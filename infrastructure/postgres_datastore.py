@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
@@ -22,6 +22,7 @@ from psycopg.rows import DictRow, dict_row
 
 from imageledger.domain.errors import InvalidArgument
 from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.redaction import check_credentials, redact_url, scrub
 
 CONNECT_TIMEOUT = 10  # seconds to reach the server before giving up
 POOL_SIZE = 2  # a write and a streaming list() at once, without waiting
@@ -35,6 +36,7 @@ class PostgresLocation:
 
     params: dict[str, str] = field(repr=False)  # holds the password
     schema: str = "public"
+    url: str = field(default="", repr=False)  # as given, password and all
 
     @property
     def where(self) -> str:
@@ -45,25 +47,24 @@ class PostgresLocation:
         return where if self.schema == "public" else f"{where}?schema={self.schema}"
 
     def redact(self, text: str) -> str:
-        """`text` with the password, plain or URL-encoded, replaced by ***."""
-        password = self.params.get("password")
-        if password:
-            for form in {password, quote(password, safe=""), quote(password)}:
-                text = text.replace(form, "***")
-        return text
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, for messages about bad URLs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if at and ":" in credentials:
-        return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
-    return url
+        """`text` with the password, in any form the URL gave it, as ***."""
+        return scrub(text, self.url, self.params.get("password", ""))
 
 
 def parse_url(url: str) -> PostgresLocation:
-    """Split a postgresql:// URL into libpq parameters and our `schema`."""
+    """Split a postgresql:// URL into libpq parameters and our `schema`.
+
+    A URL whose user name or password is not cleanly percent-encoded is
+    refused first (see redaction.check_credentials): parsed, its password
+    would spill into the host, port or database name, and from there into
+    every message that names the server.
+    """
+    if "://" not in url:
+        raise StoreError(
+            f"cannot open {redact_url(url)!r}: not a valid PostgreSQL URL "
+            "(write postgresql://USER:PASSWORD@HOST:PORT/DATABASE)"
+        )
+    check_credentials(url)
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     schemas = [value for key, value in query if key == "schema"]
@@ -79,11 +80,11 @@ def parse_url(url: str) -> PostgresLocation:
     try:
         params = psycopg.conninfo.conninfo_to_dict(libpq_url)
     except psycopg.Error as e:
-        reason = " ".join(str(e).split())
+        reason = scrub(" ".join(str(e).split()), url)
         raise StoreError(
             f"cannot open {redact_url(url)!r}: not a valid PostgreSQL URL ({reason})"
         ) from None  # the driver's message may quote the URL, password and all
-    return PostgresLocation({k: str(v) for k, v in params.items()}, schema)
+    return PostgresLocation({k: str(v) for k, v in params.items()}, schema, url)
 
 
 def connect(location: PostgresLocation) -> psycopg.Connection[DictRow]:

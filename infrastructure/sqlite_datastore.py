@@ -68,6 +68,8 @@ class LedgerSQLiteConnectionPool(SQLiteConnectionPool):
     cache of one statement: every other statement would be prepared again.)
     """
 
+    read_only = False  # set by the datastore: no switch to WAL then
+
     def _create_connection(self) -> SQLiteConnection:
         try:
             raw = sqlite3.connect(
@@ -81,7 +83,8 @@ class LedgerSQLiteConnectionPool(SQLiteConnectionPool):
         except sqlite3.Error as e:
             raise translate(e) from e
         try:
-            self._use_wal(raw)
+            if not self.read_only:
+                self._use_wal(raw)
             raw.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as e:
             raw.close()
@@ -118,13 +121,20 @@ class LedgerSQLiteDatastore(SQLiteDatastore):
     SELECT is its own read transaction, so it sees every commit made before it.
     """
 
-    def __init__(self, db_uri: str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+    def __init__(
+        self,
+        db_uri: str,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        read_only: bool = False,
+    ):
         super().__init__(db_name=db_uri, lock_timeout=int(lock_timeout))
         self.pool.close()
         self.pool = LedgerSQLiteConnectionPool(
             db_name=db_uri,
             lock_timeout=lock_timeout,  # type: ignore[arg-type]  # sqlite3 takes floats
         )
+        self.pool.read_only = read_only
         self._local = threading.local()
         # Weak: a thread's connection goes (and closes) when the thread ends;
         # close() closes those of threads still running.

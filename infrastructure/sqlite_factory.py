@@ -8,6 +8,7 @@ from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.utils import Environment
 
 from imageledger.infrastructure import sqlite_audit, sqlite_chain
+from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.live_views import rebuild_views
 from imageledger.infrastructure.mapper import LedgerMapper
@@ -24,6 +25,7 @@ from imageledger.infrastructure.sqlite_schema import (
     initialize,
     inspect_file,
     judge_in_transaction,
+    read_only_query,
     set_schema_version,
     sqlite_uri,
     stored_version,
@@ -33,7 +35,7 @@ from imageledger.infrastructure.sqlite_views import (
     SQLiteCurrentView,
 )
 from imageledger.infrastructure.store_factory import Progress
-from imageledger.infrastructure.wakeups import Sleep, Wakeup
+from imageledger.infrastructure.wakeups import SleepOnFile, Wakeup
 
 
 class LedgerSQLiteFactory(SQLiteFactory):
@@ -45,11 +47,22 @@ class LedgerSQLiteFactory(SQLiteFactory):
 
     def __init__(self, path: Path, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
         state = inspect_file(path)  # raises before anything touches the file
+        # A store that cannot be written is opened read-only: reads work,
+        # writes fail as read-only (see read_only_query).
+        query = "" if state is FileState.NEW else read_only_query(path)
+        if query and state is FileState.OLDER:
+            raise StoreError(
+                f"cannot open {str(path)!r}: its schema needs an upgrade, and "
+                "the file is read-only (open it once where it can be written)"
+            )
         # Deliberately not SQLiteFactory.__init__, which reads the environment.
         super(SQLiteFactory, self).__init__(Environment("imageledger", {}))
         self.path = path
+        self.read_only = bool(query)
         self.datastore = LedgerSQLiteDatastore(
-            sqlite_uri(path), lock_timeout=lock_timeout
+            sqlite_uri(path) + query,
+            lock_timeout=lock_timeout,
+            read_only=self.read_only,
         )
         self.mapper_instance = LedgerMapper()
         self.recorder = LedgerSQLiteRecorder(self.datastore)
@@ -61,9 +74,10 @@ class LedgerSQLiteFactory(SQLiteFactory):
                 state = self._initialize()
             if state is FileState.OLDER:
                 self._upgrade()
-            self.current_view.catch_up()
-            self.audit_index.catch_up()
-            ensure_index(self.datastore, sqlite_uri(path))
+            if not self.read_only:  # a read-only store is read as it is
+                self.current_view.catch_up()
+                self.audit_index.catch_up()
+                ensure_index(self.datastore, sqlite_uri(path))
         except BaseException:
             self.datastore.close()  # a store that failed to open holds nothing
             raise
@@ -98,8 +112,9 @@ class LedgerSQLiteFactory(SQLiteFactory):
         return sqlite_chain.links(self.current_view.datastore, after, until)
 
     def wakeup(self) -> Wakeup:
-        """SQLite cannot notify: waiting for appends is sleeping between polls."""
-        return Sleep()
+        """SQLite cannot notify: waiting for appends is sleeping between polls
+        (and checking that the file is still the one being followed)."""
+        return SleepOnFile(self.path)
 
     def _initialize(self) -> FileState:
         statements = [

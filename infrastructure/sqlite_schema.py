@@ -9,7 +9,9 @@ the switch to WAL mode would change the header).
 from __future__ import annotations
 
 import enum
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 from eventsourcing.sqlite import SQLiteCursor
@@ -34,6 +36,33 @@ def sqlite_uri(path: Path) -> str:
     return path.absolute().as_uri()
 
 
+def read_only_query(path: Path) -> str:
+    """The URI query that opens the existing store at `path` as it can be opened.
+
+    "" when the file and its directory can be written. Otherwise the store is
+    opened read-only, so that every read works on a read-only file or mount:
+    "?mode=ro" while the directory is writable (WAL readers need its `-shm`
+    file there), "?mode=ro&immutable=1" when it is not (a read-only mount:
+    nothing can change the file, so SQLite needs neither locks nor `-shm`).
+    A write then fails as read-only. StoreError when the directory cannot be
+    written and a `-wal` file holds commits that only a writable open could
+    fold in.
+    """
+    directory = path.parent
+    if os.access(path, os.W_OK) and os.access(directory, os.W_OK):
+        return ""
+    if os.access(directory, os.W_OK):
+        return "?mode=ro"
+    wal = Path(f"{path}-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(
+            f"cannot open {str(path)!r} read-only: its write-ahead log "
+            f"{str(wal)!r} holds changes, and its directory is read-only (open "
+            "it once where it can be written, or copy the files elsewhere)"
+        )
+    return "?mode=ro&immutable=1"
+
+
 def inspect_file(path: Path) -> FileState:
     """Say whether `path` is a new or an existing store; raise StoreError otherwise."""
     try:
@@ -49,20 +78,17 @@ def inspect_file(path: Path) -> FileState:
                 f"{str(path.parent)!r} does not exist"
             )
         return FileState.NEW
-    try:
-        with path.open("rb") as f:
-            header = f.read(100)
-    except OSError as e:
-        raise StoreError(f"cannot read {str(path)!r}: {e.strerror}") from e
+    header = _read_header(path)
     if not header:
         return FileState.NEW
     if not header.startswith(_SQLITE_MAGIC):
         raise StoreError(
             f"{str(path)!r} is not an imageledger store (not an SQLite database)"
         )
+    query = read_only_query(path) or "?mode=ro"
     try:
         connection = sqlite3.connect(
-            sqlite_uri(path) + "?mode=ro", uri=True, isolation_level=None
+            sqlite_uri(path) + query, uri=True, isolation_level=None
         )
         try:
             application_id, version, tables = _read_marks(connection)
@@ -74,6 +100,44 @@ def inspect_file(path: Path) -> FileState:
     except (sqlite3.Error, UnicodeDecodeError) as e:  # the latter: damaged names
         raise StoreError(f"cannot open {str(path)!r}: {e}") from e
     return state
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _read_header(path: Path) -> bytes:
+    """The first 100 bytes of `path`, which must be a regular file.
+
+    A FIFO would block the open (and SQLite's) until a writer came, a device
+    would be read or written as if it were a database: both are refused, and
+    the open does not wait (O_NONBLOCK), so a FIFO put there after the caller
+    looked is refused too.
+    """
+    try:
+        _require_regular(path, os.stat(path).st_mode)  # a socket cannot be opened
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as e:
+        raise StoreError(f"cannot read {str(path)!r}: {e.strerror}") from e
+    try:
+        _require_regular(path, os.fstat(fd).st_mode)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(100)
+    except OSError as e:
+        raise StoreError(f"cannot read {str(path)!r}: {e.strerror}") from e
+    finally:
+        os.close(fd)
+
+
+def _require_regular(path: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+        raise StoreError(f"cannot open {str(path)!r}: it is {kind}, not a regular file")
 
 
 # eventsourcing reads the events table with `SELECT *` and takes columns by

@@ -8,8 +8,12 @@ up when one commits and sleeps only as a fallback.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Protocol
+
+from imageledger.infrastructure.errors import StoreError
 
 
 class Wakeup(Protocol):
@@ -38,3 +42,43 @@ class Sleep:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class SleepOnFile(Sleep):
+    """Sleep, and after each sleep check that the store's file is still the
+    one the reader opened.
+
+    An SQLite reader keeps reading the file it opened after that file is
+    deleted or replaced (a new store renamed over it): the log it follows
+    then never grows again, silently. The file's device and inode, compared
+    with those at the start, tell; StoreError then, as on PostgreSQL when the
+    schema is dropped.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._identity = self._current()
+        if self._identity is None:
+            raise self._gone("deleted")
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep `timeout` seconds; StoreError if the file is gone or replaced."""
+        time.sleep(timeout)
+        identity = self._current()
+        if identity != self._identity:
+            raise self._gone("deleted" if identity is None else "replaced")
+        return False
+
+    def _current(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self._path)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StoreError(f"cannot watch {str(self._path)!r}: {e.strerror}") from e
+        return found.st_dev, found.st_ino
+
+    def _gone(self, how: str) -> StoreError:
+        return StoreError(
+            f"the store {str(self._path)!r} was {how} while being watched"
+        )

@@ -4,6 +4,9 @@ both backends, and what import_layout makes of it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from test_layouts import IMAGE_NAME, REF_NAME, rich_layout
 from conftest import INDEX, descriptor
 from imageledger import ImageStore
 from imageledger.errors import InvalidArgument
+from imageledger.infrastructure.oci_layout import CREATE_FLAGS, exclusive_file
 from imageledger.layouts import reference_name
 
 
@@ -158,3 +162,109 @@ def test_export_selects_what_list_selects_with_the_same_filters(
     assert store.export_layout(out, "labels.team==web") == len(expected)
     manifests = json.loads((out / "index.json").read_bytes())["manifests"]
     assert [m["annotations"][IMAGE_NAME] for m in manifests] == expected == ["web:1"]
+
+
+RACER = """
+import os, sys
+base, planted, victim = sys.argv[1:]
+print("ready", flush=True)
+while True:
+    for name in os.listdir(base):
+        link = os.path.join(base, name, planted)
+        try:
+            os.symlink(victim, link)
+        except OSError:  # the directory is gone, or the export's file is there
+            continue
+        try:
+            os.unlink(link)
+        except OSError:
+            pass
+"""
+
+
+@pytest.mark.parametrize("planted", ["oci-layout", "index.json", ".index.json.partial"])
+def test_a_symlink_planted_during_an_export_never_redirects_its_writes(
+    tmp_path: Path, planted: str
+) -> None:
+    # Another process plants and removes a link to a victim file, as fast as
+    # it can, in the directory being exported to (a new one each try, so that
+    # the racer's late steps cannot reach a later try). Each export either
+    # succeeds with files of its own or fails; the victim is never written.
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    base = tmp_path / "exports"
+    base.mkdir()
+    with ImageStore.open(tmp_path / "images.db") as store:
+        store.register("app:1", descriptor(1))
+        racer = subprocess.Popen(
+            [sys.executable, "-c", RACER, str(base), planted, str(victim)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert racer.stdout is not None and racer.stdout.readline() == "ready\n"
+            outcomes, refusals = set(), set()
+            for attempt in range(200):
+                out = base / f"out-{attempt}"
+                out.mkdir()
+                try:
+                    store.export_layout(out)
+                except InvalidArgument as e:
+                    outcomes.add("refused")
+                    refusals.add(str(e).split(": ", 1)[1].replace(str(out), "OUT"))
+                else:
+                    outcomes.add("exported")
+                    # (The racer may still link a name the export no longer
+                    # uses, such as the temporary file's.)
+                    for name in ("oci-layout", "index.json"):
+                        assert not (out / name).is_symlink()
+                    assert (out / "blobs").is_dir()
+                    assert json.loads((out / "oci-layout").read_bytes()) == {
+                        "imageLayoutVersion": "1.0.0"
+                    }
+                assert victim.read_text() == "precious"
+        finally:
+            racer.kill()
+            racer.wait()
+    assert victim.read_text() == "precious"
+    assert (
+        refusals
+        <= {
+            f"'OUT/{planted}' appeared while exporting (another process is writing "
+            "in the directory): nothing was overwritten",
+            "'OUT' already exists and is not an empty directory "  # planted early
+            "(give a new or empty one: nothing is overwritten)",
+        }
+    )
+
+
+def test_export_files_are_created_new_and_never_through_a_link(tmp_path: Path) -> None:
+    for flag in (os.O_CREAT, os.O_EXCL, os.O_NOFOLLOW, os.O_WRONLY):
+        assert CREATE_FLAGS & flag == flag
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "link").symlink_to(victim)
+    (tmp_path / "there").write_text("mine")
+    directory = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for name in ("link", "there"):
+            with (
+                pytest.raises(InvalidArgument, match="appeared while exporting"),
+                exclusive_file(directory, name, {}, tmp_path) as out,
+            ):
+                out.write(b"overwritten")
+    finally:
+        os.close(directory)
+    assert victim.read_text() == "precious"
+    assert (tmp_path / "there").read_text() == "mine"
+    assert (tmp_path / "link").is_symlink()
+
+
+def test_export_refuses_a_symbolic_link_as_its_directory(
+    store: ImageStore, tmp_path: Path
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(InvalidArgument, match="is a symbolic link"):
+        store.export_layout(tmp_path / "link")
+    assert list((tmp_path / "real").iterdir()) == []

@@ -308,3 +308,82 @@ def test_a_path_that_is_not_a_path_is_refused(
     with pytest.raises(InvalidArgument) as raised:
         store.export_layout(path)
     assert str(raised.value) == f"invalid path: {rule}"
+
+
+@pytest.mark.parametrize(
+    ("linked", "target", "refused"),
+    [
+        (
+            "blob",
+            "/etc/hostname",
+            "invalid index.json manifests[0]: blobs/sha256/{hex}",
+        ),
+        (
+            "blob",
+            "/no/such/file",
+            "invalid index.json manifests[0]: blobs/sha256/{hex}",
+        ),
+        (
+            "blob",
+            "../../../outside",
+            "invalid index.json manifests[0]: blobs/sha256/{hex}",
+        ),
+        ("index.json", "../outside", "invalid layout: index.json"),
+        ("oci-layout", "/etc/hostname", "invalid layout: oci-layout"),
+    ],
+)
+def test_a_symlink_out_of_the_layout_is_refused_naming_the_file(
+    store: ImageStore,
+    tmp_path: Path,
+    log_rows: Rows,
+    linked: str,
+    target: str,
+    refused: str,
+) -> None:
+    root = tmp_path / "layout"
+    first = entry(root, 1, annotations={REF_NAME: "1.0"})
+    make_layout(root, [first])
+    hex_ = first["digest"].removeprefix("sha256:")
+    path = {
+        "blob": root / "blobs" / "sha256" / hex_,
+        "index.json": root / "index.json",
+        "oci-layout": root / "oci-layout",
+    }[linked]
+    # What the link leads to is exactly what the file should hold.
+    (tmp_path / "outside").write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(target)
+    with pytest.raises(InvalidArgument) as raised:
+        store.import_layout(root, base_name="app")
+    assert str(raised.value) == (
+        refused.format(hex=hex_) + " is a symbolic link to a file outside the layout"
+    )
+    assert log_rows() == []
+
+
+def test_a_symlink_inside_the_layout_is_read(store: ImageStore, tmp_path: Path) -> None:
+    root = tmp_path / "layout"
+    first = entry(root, 1, annotations={REF_NAME: "1.0"})
+    make_layout(root, [first])
+    (root / "index.json").rename(root / "real-index.json")
+    (root / "index.json").symlink_to("real-index.json")
+    assert len(store.import_layout(root, base_name="app").registered) == 1
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_a_link_member_of_an_archive_is_refused_naming_it(
+    store: ImageStore, tmp_path: Path, kind: bytes
+) -> None:
+    root = tmp_path / "layout"
+    first = entry(root, 1, annotations={REF_NAME: "1.0"})
+    make_layout(root, [first])
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(root / "oci-layout", arcname="oci-layout")
+        link = tarfile.TarInfo("index.json")
+        link.type = kind
+        link.linkname = "/etc/hostname" if kind == tarfile.SYMTYPE else "oci-layout"
+        tar.addfile(link)
+    with pytest.raises(InvalidArgument) as raised:
+        store.import_layout(archive, base_name="app")
+    assert str(raised.value) == "invalid layout: index.json is not a regular file"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import descriptor, digest
+from conftest import SCRIPT, descriptor, digest
 from imageledger import ImageStore
 from imageledger.errors import IntegrityError, InvalidArgument, StoreError
 from imageledger.infrastructure.hash_chain import canonical_bytes, link
@@ -32,6 +35,42 @@ def test_an_empty_file_is_initialised(db_path: Path) -> None:
     db_path.touch()
     with ImageStore.open(db_path) as store:
         assert store.register("a", descriptor(1)).version == 1
+
+
+def special_file(kind: str, tmp_path: Path) -> Path:
+    """A FIFO, a device or a socket where a store could be."""
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "store.db")
+    elif kind == "socket":
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(tmp_path / "store.db"))
+        listener.close()
+    else:
+        (tmp_path / "store.db").symlink_to("/dev/null")
+    return tmp_path / "store.db"
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"),
+    [("fifo", "a FIFO"), ("device", "a character device"), ("socket", "a socket")],
+)
+def test_a_fifo_device_or_socket_as_the_store_is_refused_at_once(
+    tmp_path: Path, kind: str, what: str
+) -> None:
+    path = special_file(kind, tmp_path)
+    # A child with a timeout: opening a FIFO used to wait for ever.
+    result = subprocess.run(
+        [str(SCRIPT), "--db", str(path), "list"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"Error: cannot open {str(path)!r}: it is {what}, not a regular file\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
 
 
 def test_the_location_defaults_to_the_environment(
@@ -111,7 +150,7 @@ def test_a_url_of_another_database_is_refused_without_showing_its_password() -> 
     with pytest.raises(StoreError) as caught:
         ImageStore.open("mysql://admin:s3cret@db.example:3306/images")
     assert "s3cret" not in str(caught.value)
-    assert "admin:***@db.example:3306/images" in str(caught.value)
+    assert "mysql://***@db.example:3306/images" in str(caught.value)
     assert "postgresql:// URLs are supported" in str(caught.value)
 
 

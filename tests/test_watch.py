@@ -11,13 +11,14 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from test_cli import register_args
 
 from conftest import SCRIPT, descriptor, digest
 from imageledger import ImageStore
-from imageledger.errors import InvalidArgument
+from imageledger.errors import InvalidArgument, StoreError
 
 pytestmark = pytest.mark.slow
 
@@ -275,3 +276,46 @@ def test_store_watch_refuses_bad_arguments_when_called(
         store.watch(**kwargs)  # type: ignore[arg-type]
     if message is not None:
         assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_watch_on_sqlite_exits_1_when_its_file_is_deleted_or_replaced(
+    tmp_path: Path, watchers: list[Watcher], how: str
+) -> None:
+    db = tmp_path / "images.db"
+    register(str(db), "old:1", 1)
+    watcher = Watcher(str(db), "watch")
+    watchers.append(watcher)
+    assert watcher.line() == HEADER
+    register(str(db), "app:1", 2)
+    assert watcher.line() == row(str(db), "app:1", 2)
+    if how == "deleted":
+        db.unlink()
+    else:
+        other = tmp_path / "other.db"
+        register(str(other), "elsewhere:1", 3)
+        other.replace(db)
+    assert watcher.line() is None  # it ends by itself, without a signal
+    watcher.process.wait(timeout=DEADLINE)
+    assert watcher.process.stderr is not None
+    assert (watcher.process.returncode, watcher.process.stderr.read()) == (
+        1,
+        f"Error: the store {str(db)!r} was {how} while being watched\n",
+    )
+
+
+def test_store_watch_raises_store_error_when_its_file_is_deleted(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "images.db"
+    with ImageStore.open(db) as store:
+        store.register("app:1", descriptor(1))
+        watch = store.watch(after=0, poll_interval=0.01)
+        try:
+            assert next(watch).name == "app:1"
+            db.unlink()
+            with pytest.raises(StoreError) as raised:
+                next(watch)
+        finally:
+            watch.close()
+    assert str(raised.value) == f"the store {str(db)!r} was deleted while being watched"

@@ -31,6 +31,9 @@ SPECIAL_TEXTS = [
     "a\udcff",
     "\ufeffa",
     "\u202ea",
+    "ci\x9b2J",  # C1 CSI: clears a terminal that takes 8-bit controls
+    "ci\x9d0;title\x07",  # C1 OSC
+    "a\u2028b\u2066",
     "é",
     "\uff21",  # a fullwidth A
     "\n",
@@ -270,3 +273,17 @@ def garbled(
         }
 
     return arguments()
+
+
+# PostgreSQL URLs whose passwords (every piece after "pw-") a message must
+# never show, however malformed: unencoded '/', '#', '?', '@', '%', space.
+HOSTILE_URLS = [
+    "postgresql://ci:pw-abc/def@db.example:5432/images",
+    "postgresql://postgres:pw-Sup3r#Secret@db.example:5432/images",
+    "postgresql://postgres:pw-50%offSecret@db.example/images",
+    "postgresql://ci:pw-q?x@db.example/images",
+    "postgresql://ci:pw-a@b@db.example/images",
+    "postgresql://ci:pw-nohost@/images",
+    "postgresql:/ci:pw-oneslash@db/images",
+    "postgresql://ci@127.0.0.1:1/images?password=pw-query",
+]

@@ -12,7 +12,9 @@ not grown. An accepted call must have written something bounded and readable.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +28,7 @@ from hypothesis import strategies as st
 from sizes import GARBAGE_EXAMPLES
 
 from conftest import descriptor
-from imageledger import ImageStore
+from imageledger import ImageStore, LayoutLimits
 from imageledger.domain.descriptor import MAX_DESCRIPTOR_BYTES
 from imageledger.domain.labels import (
     ACTOR_MAX_LENGTH,
@@ -259,3 +261,47 @@ def test_garbage_locations_and_lock_timeouts_raise_only_our_errors(
     rejected = sum(n for key, n in tally.items() if key != "accepted")
     print(f"garbage open: {rejected} rejected inputs tried ({dict(tally)})")
     assert os.listdir(tmp_path)  # sanity: the folder was really used
+
+
+def test_hostile_files_urls_and_archives_are_refused_within_bounds(
+    tmp_path: Path,
+) -> None:
+    """The hostile inputs of the security notes: each refused with our error,
+    naming no password, and within the caps (no hang, no unbounded read)."""
+    tally: Counter[str] = Counter()
+
+    def refused(call: Callable[[], object], secret: str | None = None) -> None:
+        with pytest.raises(ImageLedgerError) as raised:
+            call()
+        if secret is not None:
+            chained, error = [], raised.value
+            while isinstance(error, BaseException) and error not in chained:
+                chained.append(error)
+                error = error.__cause__ or error.__context__
+            for piece in secret.removeprefix("pw-").replace("/", " ").split():
+                assert all(piece not in str(e) for e in chained), piece
+        tally[f"{type(raised.value).__name__}"] += 1
+
+    for url in garbage.HOSTILE_URLS:
+        secret = url.split("pw-", 1)[1].rsplit("@", 1)[0].split("/images")[0]
+        refused(lambda url=url: ImageStore.open(url), "pw-" + secret)
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    refused(lambda: ImageStore.open(fifo))
+    with ImageStore.open(tmp_path / "store.db") as store:
+        layout = tmp_path / "layout"
+        (layout / "blobs" / "sha256").mkdir(parents=True)
+        (layout / "oci-layout").symlink_to("/etc/hostname")
+        refused(lambda: store.import_layout(layout))
+        archive = tmp_path / "many.tar"
+        with tarfile.open(archive, "w") as tar:
+            for n in range(20):
+                tar.addfile(tarfile.TarInfo(f"m{n}"), io.BytesIO(b""))
+        refused(
+            lambda: store.import_layout(archive, limits=LayoutLimits(max_members=10))
+        )
+        long_line = io.BytesIO(b"{" + b" " * 5000 + b"}\n")
+        refused(lambda: store.import_log(long_line, max_line_bytes=1024))
+    print(
+        f"garbage hostile files and URLs: {sum(tally.values())} refused ({dict(tally)})"
+    )

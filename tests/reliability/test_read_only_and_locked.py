@@ -22,7 +22,7 @@ import pytest
 from children import Child, records
 from evidence import file_rows, view
 
-from conftest import descriptor, digest
+from conftest import MANIFEST, SCRIPT, descriptor, digest
 from imageledger import ImageStore
 from imageledger.errors import StoreError
 
@@ -166,3 +166,106 @@ def test_the_lock_timeout_argument_overrides_the_environment(
             store.register(NAME, descriptor(5))
         assert time.monotonic() - started >= 0.2
         assert file_rows(db_path) == before
+
+
+@pytest.fixture
+def read_only_store(tmp_path: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """A store in a directory that cannot be written: (its path there, Popen
+    arguments for a child that must obey it).
+
+    As root, a real read-only bind mount (root writes anything else); where
+    mounting is not permitted, or not as root, a directory and file without
+    write permission, read by a child without root's file capabilities.
+    """
+    source = tmp_path / "source"
+    source.mkdir()
+    with ImageStore.open(source / "images.db") as store:
+        store.register(NAME, descriptor(1), {"tier": "prod"})
+        store.register(NAME, descriptor(2))
+        store.register("base:1", descriptor(3))
+    mount = tmp_path / "mounted"
+    mount.mkdir()
+    mounted = False
+    if os.geteuid() == 0:
+        bind = subprocess.run(["mount", "--bind", str(source), str(mount)], check=False)
+        if bind.returncode == 0:
+            mounted = True
+            done = subprocess.run(
+                ["mount", "-o", "remount,bind,ro", str(mount)], check=False
+            )
+            if done.returncode != 0:
+                subprocess.run(["umount", str(mount)], check=True)
+                mounted = False
+    try:
+        if mounted:
+            yield mount / "images.db", {}
+        else:
+            (source / "images.db").chmod(0o444)
+            source.chmod(0o555)
+            yield source / "images.db", without_write_access()
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mount)], check=True)
+        source.chmod(0o755)
+
+
+READS = [
+    ["list"],
+    ["get", NAME],
+    ["history", NAME],
+    ["verify"],
+    ["checkpoint"],
+    ["export"],
+    ["as-of", "2"],
+    ["log"],
+    ["where", digest(2)],
+    ["diff", "1", "3"],
+    ["replay"],
+]
+
+
+def test_every_read_command_works_on_a_read_only_mount_and_writes_say_read_only(
+    read_only_store: tuple[Path, dict[str, Any]],
+) -> None:
+    db, child = read_only_store
+    before = db.read_bytes()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SCRIPT), "--db", str(db), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            **child,
+        )
+
+    for command in READS:
+        done = run(*command)
+        assert (done.returncode, done.stderr) == (0, ""), (command, done.stderr)
+    assert run("list", "-q").stdout == f"base:1\n{NAME}\n"
+    assert digest(2) in run("get", NAME).stdout
+    assert run("checkpoint").stdout.startswith("3:sha256:")
+    for command in (
+        [
+            "register",
+            "new:1",
+            "--digest",
+            digest(4),
+            "--media-type",
+            MANIFEST,
+            "--size",
+            "1004",
+        ],
+        ["delete", NAME],
+        ["rebuild"],
+    ):
+        done = run(*command)
+        assert (done.returncode, done.stdout, done.stderr) == (
+            1,
+            "",
+            "Error: database is read-only: the write was not made "
+            "(attempt to write a readonly database)\n",
+        ), command
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in db.parent.iterdir()) == ["images.db"]
