@@ -10,11 +10,11 @@ from collections.abc import Iterable, Iterator
 
 from imageledger import time_travel
 from imageledger.domain.names import validate_namespace
+from imageledger.infrastructure.errors import storage_errors
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.projections.audit import AuditEntry
 from imageledger.projections.current_view import Image
 from imageledger.projections.image_filter import image_query
-from imageledger.storage_errors import storage_errors
 from imageledger.time_travel import Diff, Interval, PastStore, When, log_query
 
 

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.errors import InvalidArgument, shown
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 from imageledger.domain.labels import labels_to_set
 from imageledger.domain.names import validate_name
 from imageledger.infrastructure.event_log import EventLog
@@ -112,13 +112,13 @@ def register_all(
     was read (the caller retries).
     """
     images = log.load_many(namespace, (item.name for item in items))
-    events: list[ImageAggregate.Event] = []
+    events: list[ImageName.Event] = []
     results: list[Image] = []
     for item in items:
         image = images[item.name]
         check_expect(image, item.expect, namespace, item.name)
         if image is None:
-            image = ImageAggregate.register_new(
+            image = ImageName.register_new(
                 namespace=namespace,
                 name=item.name,
                 target=item.target,
@@ -136,7 +136,7 @@ def register_all(
                 immutable=item.immutable,
             )
         images[item.name] = image
-        events.extend(cast(Sequence[ImageAggregate.Event], image.collect_events()))
+        events.extend(cast(Sequence[ImageName.Event], image.collect_events()))
         results.append(public(image))
     if events:
         log.append_events(events)

@@ -105,8 +105,6 @@ def cli(ctx: click.Context, db: str | None, namespace: str, as_json: bool) -> No
     ctx.obj = Settings(db=db, namespace=namespace, json=as_json)
 
 
-pass_settings = click.make_pass_decorator(Settings)
-
 
 for _command in (register, get, list_images, delete, history):
     cli.add_command(_command)

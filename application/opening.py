@@ -7,12 +7,11 @@ import os
 from pathlib import Path
 
 from imageledger.domain.errors import InvalidArgument, shown
-from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.errors import StoreError, storage_errors
 from imageledger.infrastructure.redaction import redact_url
 from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
 from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
 from imageledger.infrastructure.store_factory import StoreFactory
-from imageledger.storage_errors import storage_errors
 
 DEFAULT_DB = "imageledger.db"
 # SQLite keeps the busy timeout as an int of milliseconds; a day is plenty.

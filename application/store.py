@@ -27,14 +27,19 @@ from imageledger.domain.errors import (
     ImageNotFound,
     InvalidArgument,
 )
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 from imageledger.domain.labels import labels_to_set, validate_actor, validate_reason
 from imageledger.domain.names import (
     DEFAULT_NAMESPACE,
     validate_name,
     validate_namespace,
 )
-from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.errors import (
+    StoreError,
+    describe,
+    storage_errors,
+    stream_with_storage_errors,
+)
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.history_format import MAX_LINE_BYTES
 from imageledger.integrity import Checkpoint, VerifyReport
@@ -43,11 +48,6 @@ from imageledger.opening import open_factory
 from imageledger.projections.audit import AuditEntry, Bound, audit_entry
 from imageledger.projections.current_view import Image, replay
 from imageledger.projections.image_filter import image_query
-from imageledger.storage_errors import (
-    describe,
-    storage_errors,
-    stream_with_storage_errors,
-)
 from imageledger.time_travel import When, bound
 from imageledger.writes import (
     Expect,
@@ -139,10 +139,10 @@ class ImageStore(AuditQueries, LayoutMethods):
         expect = validate_expect(expect, allow_absent=True)
         immutable = validate_flag(immutable, "immutable")
 
-        def decide(image: ImageAggregate | None) -> ImageAggregate | None:
+        def decide(image: ImageName | None) -> ImageName | None:
             check_expect(image, expect, namespace, name)
             if image is None:
-                return ImageAggregate.register_new(
+                return ImageName.register_new(
                     namespace=namespace,
                     name=name,
                     target=descriptor,
@@ -227,7 +227,7 @@ class ImageStore(AuditQueries, LayoutMethods):
         expected = validate_expect(expect, allow_absent=False)
         force = validate_flag(force, "force")
 
-        def decide(image: ImageAggregate | None) -> ImageAggregate | None:
+        def decide(image: ImageName | None) -> ImageName | None:
             if image is None or not image.live:
                 raise ImageNotFound(name, namespace)
             check_expect(image, expected, namespace, name)
@@ -242,7 +242,7 @@ class ImageStore(AuditQueries, LayoutMethods):
         """The image `name` points at now; raises ImageNotFound."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        try:  # not storage_errors(): a context manager is a tenth of a get
+        try:  # not storage_errors(): get is the hot path (see docs/performance.md)
             image = self._log.current_view.get(namespace, name)
         except PersistenceError as e:
             raise StoreError(describe(e)) from e
@@ -393,9 +393,9 @@ class ImageStore(AuditQueries, LayoutMethods):
         self,
         namespace: str,
         name: str,
-        decide: Callable[[ImageAggregate | None], ImageAggregate | None],
-    ) -> ImageAggregate | None:
-        def attempt() -> ImageAggregate | None:
+        decide: Callable[[ImageName | None], ImageName | None],
+    ) -> ImageName | None:
+        def attempt() -> ImageName | None:
             image = decide(self._log.load(namespace, name))
             if image is not None and image.pending_events:
                 self._log.append(image)
@@ -416,11 +416,11 @@ def _validate_progress(progress: object) -> None:
 
 
 def _reporting(
-    recorded: Iterator[tuple[int, ImageAggregate.Event]],
+    recorded: Iterator[tuple[int, ImageName.Event]],
     head: int,
     until: int | None,
     progress: Callable[[int, int], None],
-) -> Iterator[tuple[int, ImageAggregate.Event]]:
+) -> Iterator[tuple[int, ImageName.Event]]:
     total = head if until is None else min(head, until)
     done = 0
     for item in recorded:

@@ -32,7 +32,7 @@ from typing import IO, Any
 from eventsourcing.persistence import StoredEvent
 
 from imageledger.domain.errors import BrokenRule, ImmutableImage, InvalidArgument
-from imageledger.domain.image import Image, Standing, check_follows
+from imageledger.domain.image import ImageName, Standing, check_follows
 from imageledger.infrastructure.errors import LogNotEmpty
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.infrastructure.hash_chain import GENESIS, chain_links
@@ -128,7 +128,7 @@ def _check(
 
 def _pages(
     log: EventLog, lines: IO[bytes], total: int, progress: Progress | None
-) -> Iterator[tuple[list[StoredEvent], list[Image.Event]]]:
+) -> Iterator[tuple[list[StoredEvent], list[ImageName.Event]]]:
     """The checked lines again, as pages of (stored, domain) events."""
     done = 0
     numbered = enumerate(lines, start=1)
@@ -168,7 +168,7 @@ class _Sequence:
             raise InvalidArgument(f"line {number}: {e.field}", e.problem) from None
         except ImmutableImage as e:
             raise InvalidArgument(f"line {number}: target", str(e)) from None
-        if isinstance(event, Image.Registered):
+        if isinstance(event, ImageName.Registered):
             bound = event.target if event.immutable else None
             self._names[key] = Standing(
                 event.originator_version, True, bound, event.timestamp

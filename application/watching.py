@@ -13,14 +13,14 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 
 from imageledger.domain.errors import InvalidArgument
 from imageledger.domain.filters import parse
-from imageledger.domain.image import Image
+from imageledger.domain.image import ImageName
 from imageledger.domain.names import validate_namespace
+from imageledger.infrastructure.errors import storage_errors
 from imageledger.infrastructure.event_log import EventLog
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.image_filter import event_fields
-from imageledger.storage_errors import storage_errors
 
-Match = Callable[[Image.Event], bool]
+Match = Callable[[ImageName.Event], bool]
 
 
 def validate(
@@ -46,7 +46,7 @@ def event_filter(namespace: str | None, filters: Sequence[str]) -> Match:
     matching `filters`."""
     parsed = parse(*filters)  # InvalidArgument (with the position) if malformed
 
-    def matches(event: Image.Event) -> bool:
+    def matches(event: ImageName.Event) -> bool:
         if namespace is not None and event.namespace != namespace:
             return False
         return parsed.matches_all or parsed.matches(event_fields(event))

@@ -13,8 +13,8 @@ from typing import Literal, TypeVar
 from eventsourcing.persistence import RecordConflictError
 
 from imageledger.domain.errors import Conflict, InvalidArgument, shown
-from imageledger.domain.image import Image as ImageAggregate
-from imageledger.domain.trusted import rebuild
+from imageledger.domain.image import ImageName
+from imageledger.domain.trusted import unvalidated
 from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.current_view import Image
 
@@ -42,9 +42,9 @@ def write_with_retries(attempt: Callable[[], Result], what: str) -> Result:
     )
 
 
-def public(image: ImageAggregate) -> Image:
+def public(image: ImageName) -> Image:
     """The image as callers see it, from the aggregate's current state."""
-    return rebuild(
+    return unvalidated(
         Image,
         {
             "namespace": image.namespace,
@@ -64,7 +64,7 @@ _IMAGE_FIELDS = frozenset(Image.model_fields)
 
 
 def check_expect(
-    image: ImageAggregate | None, expect: Expect, namespace: str, name: str
+    image: ImageName | None, expect: Expect, namespace: str, name: str
 ) -> None:
     """Raise Conflict unless the name is in the state `expect` asks for."""
     if expect is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.audit import AuditRow, Bound, LogQuery, audit_fold, micros
 
@@ -19,7 +19,7 @@ LAST = 2**63 - 1
 
 
 def fold_row(
-    previous: AuditRow | None, position: int, event: ImageAggregate.Event
+    previous: AuditRow | None, position: int, event: ImageName.Event
 ) -> AuditRow:
     """`audit_fold`, with a log that cannot be folded as a StoreError."""
     try:

@@ -22,7 +22,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType
 
 from imageledger.domain.errors import BrokenRule, ImmutableImage
-from imageledger.domain.image import Image, image_id
+from imageledger.domain.image import ImageName, image_id
 from imageledger.infrastructure.errors import IntegrityError, StoreError
 from imageledger.infrastructure.hash_chain import RULE_BROKEN, VIEW_DIFFERS, ChainWalk
 from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
@@ -77,13 +77,13 @@ class EventLog(Application[UUID]):
     def audit_index(self) -> AuditIndex:
         return self._factory.audit_index
 
-    def load(self, namespace: str, name: str) -> Image | None:
+    def load(self, namespace: str, name: str) -> ImageName | None:
         """The aggregate of a name as the log has it now, or None if never seen."""
         return self.load_many(namespace, [name])[name]
 
     def load_many(
         self, namespace: str, names: Iterable[str]
-    ) -> dict[str, Image | None]:
+    ) -> dict[str, ImageName | None]:
         """The aggregates of names of one namespace, as the log has them now.
 
         What a write decides against comes from the log: each stream's last
@@ -105,7 +105,9 @@ class EventLog(Application[UUID]):
             for name in wanted
         }
 
-    def _resume(self, namespace: str, name: str, snapshot: Snapshot) -> Image | None:
+    def _resume(
+        self, namespace: str, name: str, snapshot: Snapshot
+    ) -> ImageName | None:
         what = f"image {name!r} in namespace {namespace!r}"
         row, last, view_position = snapshot
         if last and view_position < last[0].id:
@@ -134,7 +136,7 @@ class EventLog(Application[UUID]):
         decode = self._factory.mapper_instance.to_domain_event
         events = [decode(notification) for notification in last]
         try:
-            image = Image.resume(
+            image = ImageName.resume(
                 events[0], events[1] if len(events) > 1 else None, row.image.created_at
             )
         except (BrokenRule, ImmutableImage) as e:
@@ -149,7 +151,7 @@ class EventLog(Application[UUID]):
             )
         return image
 
-    def _replay(self, namespace: str, name: str) -> Image | None:
+    def _replay(self, namespace: str, name: str) -> ImageName | None:
         """The aggregate of a name from every event of its stream."""
         image = None
         for position, event in self.stream(namespace, name):
@@ -163,16 +165,18 @@ class EventLog(Application[UUID]):
                 ) from e
         return image
 
-    def append(self, image: Image) -> list[int]:
+    def append(self, image: ImageName) -> list[int]:
         """Save the aggregate's pending events; return their log positions.
 
         What Application.save() does for one aggregate, without its runtime
-        protocol checks (a third of a write's CPU time) or snapshot and
+        protocol checks (costly on the hot path) or snapshot and
         notification hooks, which this application does not use.
         """
-        return self.append_events(cast(Sequence[Image.Event], image.collect_events()))
+        return self.append_events(
+            cast(Sequence[ImageName.Event], image.collect_events())
+        )
 
-    def append_events(self, events: Sequence[Image.Event]) -> list[int]:
+    def append_events(self, events: Sequence[ImageName.Event]) -> list[int]:
         """Save events of any images, in this order, in one transaction.
 
         Raises RecordConflictError, and saves none of them, if another writer
@@ -184,7 +188,7 @@ class EventLog(Application[UUID]):
         assert positions is not None and len(positions) == len(stored)
         return list(positions)
 
-    def to_stored(self, events: Iterable[Image.Event]) -> list[StoredEvent]:
+    def to_stored(self, events: Iterable[ImageName.Event]) -> list[StoredEvent]:
         """The events as they would be stored (their state is what the chain
         hashes), each holding no more memory than its bytes need."""
         stored = []
@@ -204,7 +208,7 @@ class EventLog(Application[UUID]):
         return stored
 
     def append_to_empty(
-        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[Image.Event]]]
+        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[ImageName.Event]]]
     ) -> int:
         """Save pages of events (each as stored and as domain events), in this
         order, in one transaction, only into an empty log: LogNotEmpty, and
@@ -215,7 +219,7 @@ class EventLog(Application[UUID]):
         """
         return self._factory.recorder.insert_into_empty(pages)
 
-    def stream(self, namespace: str, name: str) -> list[tuple[int, Image.Event]]:
+    def stream(self, namespace: str, name: str) -> list[tuple[int, ImageName.Event]]:
         """Every event of one name, oldest first, with its log position."""
         notifications = self._factory.recorder.select_stream(image_id(namespace, name))
         decode = self._factory.mapper_instance.to_domain_event
@@ -223,7 +227,7 @@ class EventLog(Application[UUID]):
 
     def read(
         self, *, after: int = 0, until: int | None = None
-    ) -> Iterator[tuple[int, Image.Event]]:
+    ) -> Iterator[tuple[int, ImageName.Event]]:
         """Events after position `after` up to `until` (inclusive), in log order."""
         decode = self._factory.mapper_instance.to_domain_event
         while True:
@@ -265,7 +269,7 @@ class EventLog(Application[UUID]):
 REPAIR = "`imageledger rebuild` refolds the views from the log"
 
 
-def _differences(row: CurrentImage, image: Image) -> str:
+def _differences(row: CurrentImage, image: ImageName) -> str:
     """What the view's row says otherwise than the log's aggregate."""
     viewed = row.image
     pairs = (

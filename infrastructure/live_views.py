@@ -12,12 +12,12 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from imageledger.domain.errors import BrokenRule, ImmutableImage
-from imageledger.domain.image import Image, check_follows
+from imageledger.domain.image import ImageName, check_follows
 from imageledger.infrastructure.errors import IntegrityError, StoreError
 from imageledger.infrastructure.hash_chain import RULE_BROKEN, VIEW_DIFFERS
 from imageledger.projections.current_view import CurrentImage, fold, standing
 
-Recorded = Sequence[tuple[int, Image.Event]]
+Recorded = Sequence[tuple[int, ImageName.Event]]
 """Events as the log recorded them: (position, event), in log order."""
 
 
@@ -30,7 +30,7 @@ class LiveView(Protocol):
 
 def fold_in_batches(
     read: Callable[[int], Recorded],
-    fold: Callable[[Iterable[Image.Event]], None],
+    fold: Callable[[Iterable[ImageName.Event]], None],
     *,
     after: int,
     upto: int,
@@ -67,7 +67,7 @@ def check_not_beyond(view: str, position: int, head: int) -> None:
 
 def fold_states(
     states: dict[tuple[str, str], CurrentImage | None],
-    events: Sequence[Image.Event],
+    events: Sequence[ImageName.Event],
     positions: Sequence[int] | None = None,
 ) -> None:
     """Fold `events` in order into `states` (the view's rows of their names).

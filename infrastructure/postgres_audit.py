@@ -15,7 +15,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.audit_driver import AuditIndexDriver
 from imageledger.infrastructure.audit_rows import (
     COLUMNS,
@@ -313,7 +313,7 @@ class PostgresAuditIndex(AuditIndexDriver):
 
     def _notifications(
         self, c: Cursor[DictRow], *, after: int, upto: int | None
-    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
+    ) -> builtins.list[tuple[int, ImageName.Event]]:
         schema = self.datastore.schema
         return log_page(c, schema, self.mapper, after=after, upto=upto, limit=BATCH)
 

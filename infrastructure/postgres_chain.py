@@ -22,7 +22,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
-from imageledger.domain.image import Image
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.errors import IntegrityError
 from imageledger.infrastructure.hash_chain import (
     FORGED_EVENT,
@@ -158,7 +158,7 @@ def verify(
         c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         walk = ChainWalk(lambda after: _rows(c, schema, after), checkpoint, dense=False)
         view.start_check(c)
-        batch: list[tuple[int, Image.Event]] = []
+        batch: list[tuple[int, ImageName.Event]] = []
         for row in walk.walk():
             batch.append((row.position, proven_event(mapper.to_checked_event, row)))
             if len(batch) >= PAGE:
@@ -275,7 +275,7 @@ def _last_position(c: Cursor[DictRow], schema: str, namespace: str, name: str) -
             "SELECT MAX(notification_id) AS last FROM {events} "
             "WHERE originator_id = %s",
         ),
-        (Image.create_id(namespace, name),),
+        (ImageName.create_id(namespace, name),),
     )
     row = c.fetchone()
     return 0 if row is None or row["last"] is None else int(row["last"])

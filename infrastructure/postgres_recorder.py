@@ -12,7 +12,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
-from imageledger.domain.image import Image
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure import postgres_chain
 from imageledger.infrastructure.errors import LogNotEmpty
 from imageledger.infrastructure.hash_chain import GENESIS
@@ -88,7 +88,7 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
             return self._insert_events(curs, stored_events, **kwargs)
 
     def insert_into_empty(
-        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[Image.Event]]]
+        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[ImageName.Event]]]
     ) -> int:
         """Insert pages of events in one transaction (an import), only into an
         empty log: LogNotEmpty, and nothing inserted, otherwise."""

@@ -7,7 +7,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
-from imageledger.domain.image import Image
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.postgres_recorder import (
     EVENTS_TABLE,
@@ -73,7 +73,7 @@ def log_page(
     after: int,
     upto: int | None,
     limit: int,
-) -> list[tuple[int, Image.Event]]:
+) -> list[tuple[int, ImageName.Event]]:
     """Up to `limit` events after position `after` (and up to `upto`)."""
     statement = (
         "SELECT notification_id, originator_id, originator_version, topic, "

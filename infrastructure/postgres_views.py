@@ -19,8 +19,8 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.image import Image as ImageAggregate
-from imageledger.domain.trusted import rebuild
+from imageledger.domain.image import ImageName
+from imageledger.domain.trusted import unvalidated
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.live_views import (
     Recorded,
@@ -47,8 +47,12 @@ from imageledger.infrastructure.view_rows import (
     VIEW_READ_COLUMNS,
     Snapshot,
 )
-from imageledger.projections.current_view import CurrentImage, CurrentView, Image
-from imageledger.projections.image_filter import ListKeys
+from imageledger.projections.current_view import (
+    CurrentImage,
+    CurrentView,
+    Image,
+    ListKeys,
+)
 
 VIEW_NAME = "current_view"
 TABLE = "images"
@@ -61,7 +65,7 @@ def _image(row: DictRow) -> Image:
     """The image a view row holds; StoreError if the row is damaged."""
     try:
         # Rows were written from validated events: rebuilt without validating.
-        return rebuild(
+        return unvalidated(
             Image,
             {
                 "namespace": row["namespace"],
@@ -300,7 +304,7 @@ class PostgresCurrentView(CurrentView):
 
     def read_batch(
         self, c: Cursor[DictRow], after: int
-    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
+    ) -> builtins.list[tuple[int, ImageName.Event]]:
         """The next batch of the log after `after`, for a rebuild: with the
         events table's write lock, as writers take it, held to the commit."""
         self._lock_events(c)
@@ -360,7 +364,7 @@ class PostgresCurrentView(CurrentView):
         self,
         c: Cursor[DictRow],
         table: str,
-        events: Iterable[ImageAggregate.Event],
+        events: Iterable[ImageName.Event],
         positions: Sequence[int] | None = None,
     ) -> None:
         events = builtins.list(events)
@@ -409,7 +413,7 @@ class PostgresCurrentView(CurrentView):
 
     def _notifications(
         self, c: Cursor[DictRow], *, after: int, upto: int | None, limit: int
-    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
+    ) -> builtins.list[tuple[int, ImageName.Event]]:
         schema = self.datastore.schema
         return log_page(c, schema, self.mapper, after=after, upto=upto, limit=limit)
 

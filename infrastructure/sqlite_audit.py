@@ -14,7 +14,7 @@ from typing import Any
 
 from eventsourcing.sqlite import SQLiteCursor
 
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.audit_driver import AuditIndexDriver
 from imageledger.infrastructure.audit_rows import (
     COLUMNS,
@@ -276,7 +276,7 @@ class SQLiteAuditIndex(AuditIndexDriver):
 
     def _notifications(
         self, c: SQLiteCursor, *, after: int, upto: int | None
-    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
+    ) -> builtins.list[tuple[int, ImageName.Event]]:
         return log_page(c, self.mapper, after=after, upto=upto, limit=BATCH)
 
     def _position(self, c: SQLiteCursor) -> int:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteCursor
 
-from imageledger.domain.image import Image
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.errors import IntegrityError, StoreError
 from imageledger.infrastructure.hash_chain import (
     FORGED_EVENT,
@@ -145,7 +145,7 @@ def verify(
     with datastore.transaction(commit=False) as c:
         walk = ChainWalk(lambda after: _rows(c, after), checkpoint)
         view.start_check(c)
-        batch: list[tuple[int, Image.Event]] = []
+        batch: list[tuple[int, ImageName.Event]] = []
         for row in walk.walk():
             batch.append((row.position, proven_event(mapper.to_checked_event, row)))
             if len(batch) >= PAGE:
@@ -161,7 +161,7 @@ def _check_page(
     view: SQLiteCurrentView,
     audit: SQLiteAuditIndex,
     c: SQLiteCursor,
-    batch: list[tuple[int, Image.Event]],
+    batch: list[tuple[int, ImageName.Event]],
 ) -> None:
     view.fold_check(c, batch)
     audit.check(c, batch)
@@ -197,7 +197,7 @@ def _last_position(c: SQLiteCursor, where: tuple[Any, Any]) -> int | None:
     """The position of the last event of (namespace, name), if it has any."""
     if not all(isinstance(part, str) for part in where):
         return None
-    stream = Image.create_id(*where)
+    stream = ImageName.create_id(*where)
     c.execute(
         f"SELECT MAX(rowid) FROM {EVENTS_TABLE} WHERE originator_id=?", (stream.hex,)
     )

@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
-from imageledger.domain.image import Image
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.errors import LogNotEmpty, StoreError
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.sqlite_chain import append_links
@@ -54,7 +54,7 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
         return positions
 
     def insert_into_empty(
-        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[Image.Event]]]
+        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[ImageName.Event]]]
     ) -> int:
         """Insert pages of events in one write transaction (an import), only
         into an empty log: LogNotEmpty, and nothing inserted, otherwise."""

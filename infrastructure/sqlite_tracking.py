@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from eventsourcing.sqlite import SQLiteCursor
 
-from imageledger.domain.image import Image
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.sqlite_recorder import notification_from_row
 
@@ -42,7 +42,7 @@ def log_page(
     after: int,
     upto: int | None,
     limit: int,
-) -> list[tuple[int, Image.Event]]:
+) -> list[tuple[int, ImageName.Event]]:
     """Up to `limit` events after position `after` (and up to `upto`)."""
     statement = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE rowid>? "
     params: list[int] = [after]

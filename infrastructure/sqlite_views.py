@@ -16,7 +16,7 @@ import orjson
 from eventsourcing.persistence import Notification
 from eventsourcing.sqlite import SQLiteCursor
 
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.live_views import (
     Recorded,
     fold_in_batches,
@@ -47,8 +47,12 @@ from imageledger.infrastructure.view_rows import (
     shown_value,
     state_from_row,
 )
-from imageledger.projections.current_view import CurrentImage, CurrentView, Image
-from imageledger.projections.image_filter import ListKeys
+from imageledger.projections.current_view import (
+    CurrentImage,
+    CurrentView,
+    Image,
+    ListKeys,
+)
 
 VIEW_NAME = "current_view"
 TABLE = "images"
@@ -214,7 +218,7 @@ class SQLiteCurrentView(CurrentView):
         # streamed row by row; closing the iterator ends it.
         with self.datastore.transaction(commit=False) as c:
             cursor = c.sqlite_cursor
-            cursor.row_factory = None  # plain tuples: a fifth of the cost per row
+            cursor.row_factory = None  # plain tuples: no Row object per row
             if keys is None:
                 cursor.execute(self._list, (namespace,))
             else:
@@ -276,7 +280,7 @@ class SQLiteCurrentView(CurrentView):
 
     def read_batch(
         self, c: SQLiteCursor, after: int
-    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
+    ) -> builtins.list[tuple[int, ImageName.Event]]:
         """The next batch of the log after position `after`, for a rebuild."""
         return self._notifications(c, after=after, upto=None, limit=REBUILD_BATCH)
 
@@ -366,7 +370,7 @@ class SQLiteCurrentView(CurrentView):
         self,
         c: SQLiteCursor,
         table: str,
-        events: Iterable[ImageAggregate.Event],
+        events: Iterable[ImageName.Event],
         positions: Sequence[int] | None = None,
     ) -> None:
         events = builtins.list(events)
@@ -381,7 +385,7 @@ class SQLiteCurrentView(CurrentView):
 
     def _notifications(
         self, c: SQLiteCursor, *, after: int, upto: int | None, limit: int
-    ) -> builtins.list[tuple[int, ImageAggregate.Event]]:
+    ) -> builtins.list[tuple[int, ImageName.Event]]:
         return log_page(c, self.mapper, after=after, upto=upto, limit=limit)
 
     def _position(self, c: SQLiteCursor) -> int:

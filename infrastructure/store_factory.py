@@ -13,15 +13,14 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification, StoredEvent
 
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.hash_chain import ChainWalk
 from imageledger.infrastructure.live_views import LiveView
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.view_rows import Snapshot
 from imageledger.infrastructure.wakeups import Wakeup
 from imageledger.projections.audit import AuditIndex
-from imageledger.projections.current_view import Image
-from imageledger.projections.image_filter import ListKeys
+from imageledger.projections.current_view import Image, ListKeys
 
 Progress = Callable[[int, int], None]
 """Called as progress(events folded so far, events in the log when it started)."""
@@ -65,7 +64,7 @@ class StoreRecorder(Protocol):
 
     def insert_into_empty(
         self,
-        pages: Iterable[tuple[Sequence[StoredEvent], Sequence[ImageAggregate.Event]]],
+        pages: Iterable[tuple[Sequence[StoredEvent], Sequence[ImageName.Event]]],
     ) -> int:
         """Insert pages of events (stored, domain) in one transaction, calling
         the live views for each page, only into an empty log (else LogNotEmpty,

@@ -15,7 +15,7 @@ import orjson
 from eventsourcing.persistence import Notification
 
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.trusted import rebuild
+from imageledger.domain.trusted import unvalidated
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.mapper import stored_time
 from imageledger.projections.current_view import CurrentImage, Image
@@ -110,7 +110,7 @@ def _trusted_image(row: Any) -> Image:
     # A name's first registration has equal times and many have no labels:
     # those skip a parse each (a list does this a million times).
     created_at = stored_time(row[4])
-    return rebuild(
+    return unvalidated(
         Image,
         {
             "namespace": row[0],

@@ -29,7 +29,7 @@ from conftest import (
 )
 from imageledger import ImageStore
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.image import Image, image_id
+from imageledger.domain.image import ImageName, image_id
 from imageledger.errors import Conflict, InvalidArgument
 from imageledger.infrastructure import history_format
 
@@ -560,7 +560,7 @@ def test_cli_export_and_import_draw_progress_on_a_terminal_only(
 
 
 @dataclass(frozen=True)
-class _Flagged(Image.Registered):
+class _Flagged(ImageName.Registered):
     """A registration with a flag, as an event class may gain one later."""
 
     immutable: bool = False
