@@ -28,7 +28,8 @@ from eventsourcing.utils import Environment, EnvType
 
 from imageledger.domain.errors import BrokenRule, ImmutableImage, InvalidArgument, shown
 from imageledger.domain.image import ImageName, image_id
-from imageledger.infrastructure.errors import IntegrityError, StoreError, storage_errors
+from imageledger.errors import storage_errors
+from imageledger.infrastructure.errors import IntegrityError, StoreError
 from imageledger.infrastructure.hash_chain import RULE_BROKEN, VIEW_DIFFERS, ChainWalk
 from imageledger.infrastructure.redaction import redact_url
 from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT

@@ -33,12 +33,8 @@ from imageledger.domain.names import (
     validate_name,
     validate_namespace,
 )
-from imageledger.infrastructure.errors import (
-    StoreError,
-    describe,
-    storage_errors,
-    stream_with_storage_errors,
-)
+from imageledger.errors import describe, storage_errors, stream_with_storage_errors
+from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.history_format import MAX_LINE_BYTES
 from imageledger.infrastructure.oci_layout import (
     LayoutLimits,

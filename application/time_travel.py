@@ -22,11 +22,8 @@ from imageledger.domain.names import (
     validate_namespace,
 )
 from imageledger.domain.trusted import unvalidated
-from imageledger.infrastructure.errors import (
-    StoreError,
-    storage_errors,
-    stream_with_storage_errors,
-)
+from imageledger.errors import storage_errors, stream_with_storage_errors
+from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.audit import (
     KINDS,
     AuditEntry,

@@ -73,7 +73,8 @@ from imageledger.domain.names import (
     validate_name,
     validate_namespace,
 )
-from imageledger.infrastructure.errors import LogNotEmpty, storage_errors
+from imageledger.errors import storage_errors
+from imageledger.infrastructure.errors import LogNotEmpty
 from imageledger.infrastructure.hash_chain import GENESIS, chain_links
 from imageledger.infrastructure.history_format import (
     CHAIN,
