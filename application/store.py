@@ -41,7 +41,7 @@ from imageledger.infrastructure.errors import (
     stream_with_storage_errors,
 )
 from imageledger.infrastructure.event_log import EventLog
-from imageledger.infrastructure.history_format import MAX_LINE_BYTES
+from imageledger.infrastructure.export_format import MAX_LINE_BYTES
 from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.layouts import LayoutMethods
 from imageledger.opening import open_factory

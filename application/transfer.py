@@ -1,7 +1,7 @@
 """Export and import of the whole log: moving a store to another one, exactly.
 
 `export_log` writes every event as one line of the history file (see
-infrastructure/history_format), with its stored hash-chain link. `import_log`
+infrastructure/export_format), with its stored hash-chain link. `import_log`
 reads such a file into an empty store: it validates every line and the rules
 between lines, rebuilds each event with its exported timestamp, version and
 actor, recomputes the chain over the bytes it is about to store and compares
@@ -35,8 +35,7 @@ from imageledger.domain.errors import BrokenRule, ImmutableImage, InvalidArgumen
 from imageledger.domain.image import ImageName, Standing, check_follows
 from imageledger.infrastructure.errors import LogNotEmpty
 from imageledger.infrastructure.event_log import EventLog
-from imageledger.infrastructure.hash_chain import GENESIS, chain_links
-from imageledger.infrastructure.history_format import (
+from imageledger.infrastructure.export_format import (
     CHAIN,
     MAX_LINE_BYTES,
     HistoryLine,
@@ -45,6 +44,7 @@ from imageledger.infrastructure.history_format import (
     encode_line,
     validate_max_line_bytes,
 )
+from imageledger.infrastructure.hash_chain import GENESIS, chain_links
 
 Progress = Callable[[int, int], None]
 PAGE = 1000
