@@ -105,7 +105,6 @@ def cli(ctx: click.Context, db: str | None, namespace: str, as_json: bool) -> No
     ctx.obj = Settings(db=db, namespace=namespace, json=as_json)
 
 
-
 for _command in (register, get, list_images, delete, history):
     cli.add_command(_command)
 for _command in (replay, rebuild, checkpoint, verify, export, import_log, watch):

@@ -9,9 +9,8 @@ from pathlib import Path
 from imageledger.domain.errors import InvalidArgument, shown
 from imageledger.infrastructure.errors import StoreError, storage_errors
 from imageledger.infrastructure.redaction import redact_url
-from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
-from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
-from imageledger.infrastructure.store_factory import StoreFactory
+from imageledger.infrastructure.sqlite import DEFAULT_LOCK_TIMEOUT, LedgerSQLiteFactory
+from imageledger.infrastructure.storage import StoreFactory
 
 DEFAULT_DB = "imageledger.db"
 # SQLite keeps the busy timeout as an int of milliseconds; a day is plenty.

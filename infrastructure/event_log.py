@@ -25,9 +25,16 @@ from imageledger.domain.errors import BrokenRule, ImmutableImage
 from imageledger.domain.image import ImageName, image_id
 from imageledger.infrastructure.errors import IntegrityError, StoreError
 from imageledger.infrastructure.hash_chain import RULE_BROKEN, VIEW_DIFFERS, ChainWalk
-from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
-from imageledger.infrastructure.view_rows import Snapshot, shown_value
-from imageledger.infrastructure.wakeups import Wakeup
+from imageledger.infrastructure.storage import (
+    Progress,
+    StoreFactory,
+    StoreView,
+    Wakeup,
+    shown_value,
+)
+from imageledger.infrastructure.storage import (
+    StoredSnapshot as Snapshot,
+)
 from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage
 
@@ -242,7 +249,7 @@ class EventLog(Application[UUID]):
 
     def rebuild_views(self, progress: Progress | None = None) -> int:
         """Refold every view from the log in one pass (see
-        live_views.rebuild_views); return the number of events folded."""
+        storage.rebuild_views); return the number of events folded."""
         return self._factory.rebuild(progress)
 
     def head(self) -> int:

@@ -27,7 +27,7 @@ from imageledger.infrastructure.postgres_schema import (
     upgrade,
 )
 from imageledger.infrastructure.postgres_views import PostgresCurrentView
-from imageledger.infrastructure.store_factory import Progress
+from imageledger.infrastructure.storage import Progress
 from imageledger.infrastructure.wakeups import Wakeup
 
 

@@ -42,10 +42,10 @@ from imageledger.infrastructure.postgres_tracking import (
     track,
     tracked_position,
 )
+from imageledger.infrastructure.storage import StoredSnapshot as Snapshot
 from imageledger.infrastructure.view_rows import (
     READ_COLUMNS,
     VIEW_READ_COLUMNS,
-    Snapshot,
 )
 from imageledger.projections.current_view import (
     CurrentImage,

@@ -9,10 +9,9 @@ rows are plain and equal on every backend.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
-from eventsourcing.persistence import Notification
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.trusted import unvalidated
@@ -27,17 +26,6 @@ READ_COLUMNS = (
 
 VIEW_READ_COLUMNS = ", ".join(f"v.{column}" for column in READ_COLUMNS.split(", "))
 """READ_COLUMNS of the view's table named `v` in a join."""
-
-
-class Snapshot(NamedTuple):
-    """What a write reads of one name, at one moment: the view's row of it
-    (None when it has none, the error when it cannot be read), the last two
-    events of its stream, newest first (fewer for a short stream), and the
-    log position the view says it reflects (0 when it says nothing)."""
-
-    row: CurrentImage | StoreError | None
-    last: list[Notification]
-    view_position: int
 
 
 ALL_COLUMNS = (
