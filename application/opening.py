@@ -90,7 +90,7 @@ def _postgres_factory(url: str, lock_timeout: float) -> StoreFactory:
     # Imported here: SQLite users and the command line's start-up never load
     # psycopg, and the base install works without the postgres extra.
     try:
-        from imageledger.infrastructure.postgres_factory import LedgerPostgresFactory
+        from imageledger.infrastructure.postgres import LedgerPostgresFactory
     except ImportError as e:
         raise StoreError(
             f"cannot open {redact_url(url)!r}: PostgreSQL support is not installed "

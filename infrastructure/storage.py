@@ -210,6 +210,15 @@ class StoreFactory(Protocol):
     def audit_index(self) -> AuditIndex:
         """The audit index (every event by position, name, digest, time, actor)."""
 
+    def write(self, namespace: str, names: list[str], decide: Decide) -> list[int]:
+        """In one write transaction: read each name's Snapshot, call `decide`
+        with them (it returns the events to append, possibly none; anything it
+        raises rolls the transaction back and propagates), then insert the
+        events with their chain links and fold them into the live views;
+        return their log positions (empty when decide returned no events).
+        Raises eventsourcing's RecordConflictError if another writer appended
+        at one of these versions first (the caller retries)."""
+
     def checkpoint(self) -> tuple[int, bytes]:
         """The log's last position and its link in the hash chain."""
 
