@@ -15,7 +15,7 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.errors import InvalidArgument
-from imageledger.infrastructure import sqlite_audit, sqlite_views
+from imageledger.infrastructure import storage
 from imageledger.infrastructure.hash_chain import HEAD_PREFIX, head_text
 from imageledger.ledger import Ledger
 
@@ -68,7 +68,7 @@ def verify(log: Ledger, given: object = None) -> VerifyReport:
         checkpoint=None
         if parsed is None
         else Checkpoint(parsed[0], head_text(parsed[1])),
-        views=(sqlite_views.VIEW_NAME, sqlite_audit.VIEW_NAME),
+        views=(storage.CURRENT_VIEW, storage.AUDIT_VIEW),
     )
 
 

@@ -32,11 +32,17 @@ from imageledger.errors import storage_errors
 from imageledger.infrastructure.errors import IntegrityError, StoreError
 from imageledger.infrastructure.hash_chain import RULE_BROKEN, VIEW_DIFFERS, ChainWalk
 from imageledger.infrastructure.redaction import redact_url
-from imageledger.infrastructure.sqlite_datastore import DEFAULT_LOCK_TIMEOUT
-from imageledger.infrastructure.sqlite_factory import LedgerSQLiteFactory
-from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
-from imageledger.infrastructure.view_rows import Snapshot, shown_value
-from imageledger.infrastructure.wakeups import Wakeup
+from imageledger.infrastructure.sqlite import DEFAULT_LOCK_TIMEOUT, LedgerSQLiteFactory
+from imageledger.infrastructure.storage import (
+    Progress,
+    StoreFactory,
+    StoreView,
+    Wakeup,
+    shown_value,
+)
+from imageledger.infrastructure.storage import (
+    StoredSnapshot as Snapshot,
+)
 from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage
 
@@ -251,7 +257,7 @@ class Ledger(Application[UUID]):
 
     def rebuild_views(self, progress: Progress | None = None) -> int:
         """Refold every view from the log in one pass (see
-        live_views.rebuild_views); return the number of events folded."""
+        storage.rebuild_views); return the number of events folded."""
         return self._factory.rebuild(progress)
 
     def head(self) -> int:
@@ -379,7 +385,7 @@ def _postgres_factory(url: str, lock_timeout: float) -> StoreFactory:
     # Imported here: SQLite users and the command line's start-up never load
     # psycopg, and the base install works without the postgres extra.
     try:
-        from imageledger.infrastructure.postgres_factory import LedgerPostgresFactory
+        from imageledger.infrastructure.postgres import LedgerPostgresFactory
     except ImportError as e:
         raise StoreError(
             f"cannot open {redact_url(url)!r}: PostgreSQL support is not installed "

@@ -35,7 +35,7 @@ from imageledger.domain.names import (
 )
 from imageledger.errors import describe, storage_errors, stream_with_storage_errors
 from imageledger.infrastructure.errors import StoreError
-from imageledger.infrastructure.history_format import MAX_LINE_BYTES
+from imageledger.infrastructure.export_format import MAX_LINE_BYTES
 from imageledger.infrastructure.oci_layout import (
     LayoutLimits,
     read_layout,

@@ -8,7 +8,7 @@ other processes append to it.
 The whole history: moving a store to another one, exactly.
 
 `export_log` writes every event as one line of the history file (see
-infrastructure/history_format), with its stored hash-chain link. `import_log`
+infrastructure/export_format), with its stored hash-chain link. `import_log`
 reads such a file into an empty store: it validates every line and the rules
 between lines, rebuilds each event with its exported timestamp, version and
 actor, recomputes the chain over the bytes it is about to store and compares
@@ -75,8 +75,7 @@ from imageledger.domain.names import (
 )
 from imageledger.errors import storage_errors
 from imageledger.infrastructure.errors import LogNotEmpty
-from imageledger.infrastructure.hash_chain import GENESIS, chain_links
-from imageledger.infrastructure.history_format import (
+from imageledger.infrastructure.export_format import (
     CHAIN,
     MAX_LINE_BYTES,
     HistoryLine,
@@ -85,6 +84,7 @@ from imageledger.infrastructure.history_format import (
     encode_line,
     validate_max_line_bytes,
 )
+from imageledger.infrastructure.hash_chain import GENESIS, chain_links
 from imageledger.ledger import Ledger
 from imageledger.projections.audit import AuditEntry, audit_entry
 from imageledger.projections.current_view import Image

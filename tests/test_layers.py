@@ -1,18 +1,28 @@
-"""Layers depend inward: imageledger -> infrastructure -> projections -> domain.
+"""Layers depend inward (imageledger -> infrastructure -> projections -> domain),
+and each module is imported only by the modules docs/architecture.md allows.
 
 Read from the source with `ast`, so a violating import fails here even if no
-test happens to execute it.
+test happens to execute it. The module map in docs/architecture.md is the
+rule: a table with one row per module, naming who may import it.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+LAYERS = {
+    "imageledger": "application",
+    "imageledger.domain": "domain",
+    "imageledger.projections": "projections",
+    "imageledger.infrastructure": "infrastructure",
+}
 
 # What each layer's modules may import, besides the standard library.
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -29,6 +39,12 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "psycopg",  # the postgres extra; imported only when a URL is opened
     ),
 }
+SOURCES = sorted(
+    path
+    for layer in LAYERS.values()
+    for path in (ROOT / layer).glob("*.py")
+    if path.name != "__init__.py"
+)
 
 
 def imports(source: Path) -> list[str]:
@@ -39,7 +55,35 @@ def imports(source: Path) -> list[str]:
             found.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append(node.module)
+            # `from imageledger import transfer` imports a module too.
+            found.extend(f"{node.module}.{alias.name}" for alias in node.names)
     return found
+
+
+def module_file(name: str) -> str | None:
+    """The repository path of an imageledger module, or None."""
+    for package, folder in sorted(LAYERS.items(), key=lambda kv: -len(kv[0])):
+        if name.startswith(package + "."):
+            path = f"{folder}/{name[len(package) + 1 :]}.py"
+            return path if (ROOT / path).is_file() else None
+    return None
+
+
+def module_map() -> dict[str, list[str]]:
+    """docs/architecture.md's table: module path -> who may import it."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| `([a-z_]+/[a-z_]+\.py)` \|[^|]*\| ([^|]+) \|$", text, re.M)
+    return {
+        path: [who.strip().strip("`") for who in importers.split(",")]
+        for path, importers in rows
+    }
+
+
+def may_import(importer: str, allowed: list[str]) -> bool:
+    return any(
+        rule == "any module" or fnmatch(importer, rule.replace("/*", "/*.py"))
+        for rule in allowed
+    )
 
 
 def allowed(module: str, prefixes: tuple[str, ...]) -> bool:
@@ -58,6 +102,27 @@ def test_each_module_imports_only_from_its_own_or_inner_layers(source: Path) -> 
     prefixes = ALLOWED[source.parent.name]
     outward = [m for m in imports(source) if not allowed(m, prefixes)]
     assert outward == []
+
+
+def test_the_module_map_names_every_module_and_no_other() -> None:
+    named = set(module_map())
+    present = {f"{path.parent.name}/{path.name}" for path in SOURCES}
+    assert sorted(present - named) == []
+    assert sorted(named - present) == []
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_each_module_imports_only_what_the_module_map_allows_it(source: Path) -> None:
+    rules = module_map()
+    importer = f"{source.parent.name}/{source.name}"
+    refused = sorted(
+        target
+        for name in imports(source)
+        if (target := module_file(name)) is not None
+        and target != importer
+        and not may_import(importer, rules.get(target, []))
+    )
+    assert refused == []
 
 
 def test_the_layers_are_flat_folders_without_subpackages() -> None:

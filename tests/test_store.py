@@ -15,7 +15,7 @@ import pytest
 from conftest import descriptor, digest, sqlite_only
 from imageledger import AuditEntry, Descriptor, Image, ImageStore
 from imageledger.errors import Conflict, ImageNotFound, InvalidArgument, StoreError
-from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteConnectionPool
+from imageledger.infrastructure.sqlite import LedgerSQLiteConnectionPool
 
 Rows = Callable[[], list[tuple[Any, ...]]]
 

@@ -27,7 +27,7 @@ from conftest import descriptor
 from imageledger import AuditEntry, Descriptor, ImageStore
 from imageledger.domain.image import ImageName, image_id
 from imageledger.errors import ImageNotFound
-from imageledger.infrastructure.sqlite_views import REBUILD_BATCH
+from imageledger.infrastructure.storage import REBUILD_BATCH
 
 pytestmark = pytest.mark.reliability
 
