@@ -11,7 +11,7 @@ lock timeout, checked and turned into the infrastructure factory that opens it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
@@ -35,13 +35,10 @@ from imageledger.infrastructure.redaction import redact_url
 from imageledger.infrastructure.sqlite import DEFAULT_LOCK_TIMEOUT, LedgerSQLiteFactory
 from imageledger.infrastructure.storage import (
     Progress,
+    Snapshot,
     StoreFactory,
     StoreView,
     Wakeup,
-    shown_value,
-)
-from imageledger.infrastructure.storage import (
-    StoredSnapshot as Snapshot,
 )
 from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage
@@ -92,14 +89,15 @@ class Ledger(Application[UUID]):
     def audit_index(self) -> AuditIndex:
         return self._factory.audit_index
 
-    def load(self, namespace: str, name: str) -> ImageName | None:
-        """The aggregate of a name as the log has it now, or None if never seen."""
-        return self.load_many(namespace, [name])[name]
-
-    def load_many(
-        self, namespace: str, names: Iterable[str]
-    ) -> dict[str, ImageName | None]:
-        """The aggregates of names of one namespace, as the log has them now.
+    def write(
+        self,
+        namespace: str,
+        names: Iterable[str],
+        decide: Callable[[dict[str, ImageName | None]], Sequence[ImageName.Event]],
+    ) -> list[int]:
+        """One write: the aggregates of `names` as the log has them now, given
+        to `decide`, whose events are appended in the same transaction; return
+        their log positions.
 
         What a write decides against comes from the log: each stream's last
         two events say everything the rules and the commands need (version,
@@ -108,24 +106,40 @@ class Ledger(Application[UUID]):
         does not (a row changed or lost outside imageledger) raises
         IntegrityError and nothing is written, so a damaged view is never
         laundered into the log. Only `created_at` of a name whose life began
-        before its last event is taken from the row. Cost does not grow with
-        a name's history.
+        before its last event is taken from the row. The backend reads and
+        appends in one transaction: this is the write's one call into it.
+        Raises RecordConflictError when another writer got in first (retry).
         """
         wanted = list(dict.fromkeys(names))
-        streams = [image_id(namespace, name) for name in wanted]
-        found = self._factory.current_view.snapshots(namespace, wanted, streams)
-        empty = Snapshot(None, [], 0)
-        return {
-            name: self._resume(namespace, name, found.get(name, empty))
-            for name in wanted
-        }
+
+        def from_snapshots(snapshots: dict[str, Snapshot]) -> Sequence[ImageName.Event]:
+            return decide(
+                {
+                    name: self._resume(namespace, name, snapshots.get(name, _NONE))
+                    for name in wanted
+                }
+            )
+
+        return self._factory.write(namespace, wanted, from_snapshots)
+
+    def load(self, namespace: str, name: str) -> ImageName | None:
+        """The aggregate of a name as the log has it now, or None if never
+        seen (a write that decides nothing)."""
+        loaded: list[ImageName | None] = []
+
+        def keep(images: dict[str, ImageName | None]) -> list[ImageName.Event]:
+            loaded.append(images[name])
+            return []
+
+        self.write(namespace, [name], keep)
+        return loaded[0]
 
     def _resume(
         self, namespace: str, name: str, snapshot: Snapshot
     ) -> ImageName | None:
         what = f"image {name!r} in namespace {namespace!r}"
         row, last, view_position = snapshot
-        if last and view_position < last[0].id:
+        if last and view_position < last[0][0]:
             # The view has not folded the stream's last event (it was created
             # on an existing log, or lost its position): the whole stream says.
             return self._replay(namespace, name)
@@ -138,7 +152,7 @@ class Ledger(Application[UUID]):
                 f"the current view has a row of {what}, but the log has no event "
                 f"of it; {REPAIR}",
             )
-        position = last[0].id
+        position = last[0][0]
         if isinstance(row, StoreError):
             raise IntegrityError(position, VIEW_DIFFERS, str(row)) from row
         if row is None:
@@ -148,12 +162,9 @@ class Ledger(Application[UUID]):
                 f"the log has events of {what}, but the current view has no row "
                 f"of it; {REPAIR}",
             )
-        decode = self._factory.mapper_instance.to_domain_event
-        events = [decode(notification) for notification in last]
+        before = last[1][1] if len(last) > 1 else None
         try:
-            image = ImageName.resume(
-                events[0], events[1] if len(events) > 1 else None, row.image.created_at
-            )
+            image = ImageName.resume(last[0][1], before, row.image.created_at)
         except (BrokenRule, ImmutableImage) as e:
             raise IntegrityError(position, RULE_BROKEN, f"{what}: {e}") from e
         differences = _differences(row, image)
@@ -282,6 +293,13 @@ class Ledger(Application[UUID]):
 
 
 REPAIR = "`imageledger rebuild` refolds the views from the log"
+_NONE = Snapshot(None, [], 0)  # a name the backend found nothing of
+
+
+def _shown(value: object) -> str:
+    """A value as a refusal shows it, at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _differences(row: CurrentImage, image: ImageName) -> str:
@@ -297,8 +315,7 @@ def _differences(row: CurrentImage, image: ImageName) -> str:
         ("created_at", viewed.created_at, image.created_at),
     )
     return "; ".join(
-        f"{field} is {shown_value(in_view)} in the view, "
-        f"{shown_value(in_log)} in the log"
+        f"{field} is {_shown(in_view)} in the view, " f"{_shown(in_log)} in the log"
         for field, in_view, in_log in pairs
         if in_view != in_log
     )

@@ -52,6 +52,7 @@ from imageledger.writes import (
     BatchItem,
     Expect,
     check_expect,
+    pending,
     public,
     register_all,
     validate_expect,
@@ -562,10 +563,15 @@ class ImageStore:
         decide: Callable[[ImageName | None], ImageName | None],
     ) -> ImageName | None:
         def attempt() -> ImageName | None:
-            image = decide(self._log.load(namespace, name))
-            if image is not None and image.pending_events:
-                self._log.append(image)
-            return image
+            decided: list[ImageName | None] = []
+
+            def events(images: dict[str, ImageName | None]) -> list[ImageName.Event]:
+                image = decide(images[name])
+                decided.append(image)
+                return [] if image is None else pending(image)
+
+            self._log.write(namespace, [name], events)
+            return decided[0]
 
         with storage_errors():
             return write_with_retries(attempt, f'image "{name}"')

@@ -55,6 +55,11 @@ def write_with_retries(attempt: Callable[[], Result], what: str) -> Result:
     )
 
 
+def pending(image: ImageName) -> list[ImageName.Event]:
+    """The events a command left on the aggregate, taken off it."""
+    return list(cast(Sequence[ImageName.Event], image.collect_events()))
+
+
 def public(image: ImageName) -> Image:
     """The image as callers see it, from the aggregate's current state."""
     return unvalidated(
@@ -207,33 +212,36 @@ def register_all(
     RecordConflictError when another writer moved one of the names since it
     was read (the caller retries).
     """
-    images = log.load_many(namespace, (item.name for item in items))
-    events: list[ImageName.Event] = []
     results: list[Image] = []
-    for item in items:
-        image = images[item.name]
-        check_expect(image, item.expect, namespace, item.name)
-        if image is None:
-            image = ImageName.register_new(
-                namespace=namespace,
-                name=item.name,
-                target=item.target,
-                labels=item.labels,
-                actor=actor,
-                reason=reason,
-                immutable=item.immutable,
-            )
-        else:
-            image.register(
-                item.target,
-                item.labels,
-                actor=actor,
-                reason=reason,
-                immutable=item.immutable,
-            )
-        images[item.name] = image
-        events.extend(cast(Sequence[ImageName.Event], image.collect_events()))
-        results.append(public(image))
-    if events:
-        log.append_events(events)
+
+    def decide(images: dict[str, ImageName | None]) -> list[ImageName.Event]:
+        events: list[ImageName.Event] = []
+        results.clear()  # a retried attempt decides afresh
+        for item in items:
+            image = images[item.name]
+            check_expect(image, item.expect, namespace, item.name)
+            if image is None:
+                image = ImageName.register_new(
+                    namespace=namespace,
+                    name=item.name,
+                    target=item.target,
+                    labels=item.labels,
+                    actor=actor,
+                    reason=reason,
+                    immutable=item.immutable,
+                )
+            else:
+                image.register(
+                    item.target,
+                    item.labels,
+                    actor=actor,
+                    reason=reason,
+                    immutable=item.immutable,
+                )
+            images[item.name] = image
+            events.extend(pending(image))
+            results.append(public(image))
+        return events
+
+    log.write(namespace, (item.name for item in items), decide)
     return results

@@ -859,17 +859,14 @@ class PostgresCurrentView(CurrentViewDriver):
 
     def _snapshot_rows(
         self,
-        c: Cursor[DictRow] | None,
+        c: Cursor[DictRow],
         namespace: str,
         names: builtins.list[str],
         streams: builtins.list[UUID],
     ) -> builtins.list[tuple[Any, ...]]:
-        params = (names, streams, namespace)
-        if c is None:
-            with self.datastore.get_connection() as conn:
-                rows = conn.execute(self._snapshot, params, prepare=True).fetchall()
-        else:
-            rows = c.execute(self._snapshot, params, prepare=True).fetchall()
+        rows = c.execute(
+            self._snapshot, (names, streams, namespace), prepare=True
+        ).fetchall()
         return [tuple(row.values()) for row in rows]
 
     # The statements of the shared drivers (CurrentViewDriver).

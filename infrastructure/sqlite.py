@@ -452,15 +452,6 @@ class LedgerSQLiteDatastore(SQLiteDatastore):
         except UnicodeDecodeError as e:
             raise DataError(e) from e
 
-    def read_all(self, statement: str, params: tuple[Any, ...]) -> list[Any]:
-        """Every row of a single-statement read on this thread's reader."""
-        try:
-            return self.reader().execute(statement, params).fetchall()
-        except sqlite3.Error as e:
-            raise translate(e) from e
-        except UnicodeDecodeError as e:
-            raise DataError(e) from e
-
     def close(self) -> None:
         with self._readers_lock:
             readers = list(self._readers)
@@ -906,13 +897,11 @@ class SQLiteCurrentView(CurrentViewDriver):
 
     def _snapshot_rows(
         self,
-        c: SQLiteCursor | None,
+        c: SQLiteCursor,
         namespace: str,
         names: builtins.list[str],
         streams: builtins.list[UUID],
     ) -> Iterator[Any]:
-        # Outside a write, each chunk is one statement on this thread's reader
-        # (its own read transaction).
         for start in range(0, len(names), SELECT_CHUNK):
             keys = [
                 [name, stream.hex]
@@ -922,12 +911,8 @@ class SQLiteCurrentView(CurrentViewDriver):
                     strict=True,
                 )
             ]
-            params = (orjson.dumps(keys).decode(), namespace)
-            if c is None:
-                yield from self.datastore.read_all(self._snapshot, params)
-            else:
-                c.execute(self._snapshot, params)
-                yield from c.fetchall()
+            c.execute(self._snapshot, (orjson.dumps(keys).decode(), namespace))
+            yield from c.fetchall()
 
     # The statements of the shared drivers (CurrentViewDriver).
 

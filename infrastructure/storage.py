@@ -98,14 +98,6 @@ class Snapshot(NamedTuple):
     view_position: int
 
 
-class StoredSnapshot(NamedTuple):
-    """A Snapshot with its events as stored, not decoded (`snapshots`)."""
-
-    row: CurrentImage | StoreError | None
-    last: list[Notification]
-    view_position: int
-
-
 Decide = Callable[[dict[str, Snapshot]], Sequence[ImageName.Event]]
 """What a write decides: the events to append, given each name's snapshot."""
 
@@ -129,12 +121,6 @@ class StoreView(LiveView, Protocol):
     def list(self, namespace: str, keys: ListKeys | None = None) -> Iterator[Image]:
         """Live images of `namespace`, sorted by name, streamed; with `keys`,
         only those with one of its names or digests."""
-
-    def snapshots(
-        self, namespace: str, names: builtins.list[str], streams: builtins.list[UUID]
-    ) -> dict[str, StoredSnapshot]:
-        """Each name's view row and its stream's last two events, at one moment
-        (`streams` are the names' aggregate ids, in order)."""
 
     def catch_up(self) -> int:
         """Fold the events the view has not seen yet; return how many."""
@@ -679,8 +665,8 @@ class CurrentViewDriver(LiveViewDriver, CurrentView):
     ) -> Iterable[Sequence[Any]]:
         """The rows of the snapshot read: the key, VIEW_READ_COLUMNS, one of
         the stream's last two events (position, id, version, topic, state,
-        newest first, NULLs for none) and the view's tracked position. On `c`'s
-        transaction, or on a read of its own when `c` is None."""
+        newest first, NULLs for none) and the view's tracked position, read
+        in `c`'s transaction."""
 
     @abstractmethod
     def _states(
@@ -716,50 +702,30 @@ class CurrentViewDriver(LiveViewDriver, CurrentView):
 
     # Write side: what a write reads.
 
-    def snapshots(
-        self, namespace: str, names: builtins.list[str], streams: builtins.list[UUID]
-    ) -> dict[str, StoredSnapshot]:
-        """Each name's view row and its stream's last two events, each name's
-        read at one moment. `streams` are the names' aggregate ids, in order."""
-        return self._snapshots(self._snapshot_rows(None, namespace, names, streams))
-
     def read_snapshots(
         self, c: Any, namespace: str, names: builtins.list[str]
     ) -> dict[str, Snapshot]:
-        """Each name's snapshot in `c`'s transaction, its events decoded; a
-        name never seen gets an empty one."""
+        """Each name's snapshot in `c`'s transaction (each name's view row and
+        its stream's last two events, decoded); a name never seen gets none."""
         names = builtins.list(dict.fromkeys(names))
         streams = [image_id(namespace, name) for name in names]
-        found = self._snapshots(self._snapshot_rows(c, namespace, names, streams))
         decode = self.mapper.to_domain_event
-        return {
-            name: Snapshot(
-                snapshot.row,
-                [(n.id, decode(n)) for n in snapshot.last],
-                snapshot.view_position,
-            )
-            for name in names
-            for snapshot in [found.get(name) or StoredSnapshot(None, [], 0)]
-        }
-
-    def _snapshots(self, rows: Iterable[Sequence[Any]]) -> dict[str, StoredSnapshot]:
-        found: dict[str, StoredSnapshot] = {}
-        for row in rows:
+        found: dict[str, Snapshot] = {}
+        for row in self._snapshot_rows(c, namespace, names, streams):
             name = row[0]
             snapshot = found.get(name)
             if snapshot is None:
                 state = None if row[2] is None else read_state(row[1:10])
-                snapshot = found[name] = StoredSnapshot(state, [], row[15] or 0)
+                snapshot = found[name] = Snapshot(state, [], row[15] or 0)
             if row[10] is not None:
-                snapshot.last.append(
-                    Notification(
-                        id=row[10],
-                        originator_id=stream_id(row[11], row[10]),
-                        originator_version=row[12],
-                        topic=row[13],
-                        state=bytes(row[14]),
-                    )
+                stored = Notification(
+                    id=row[10],
+                    originator_id=stream_id(row[11], row[10]),
+                    originator_version=row[12],
+                    topic=row[13],
+                    state=bytes(row[14]),
                 )
+                snapshot.last.append((row[10], decode(stored)))
         return found
 
     # Shared by the drivers.

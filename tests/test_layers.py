@@ -11,10 +11,16 @@ from __future__ import annotations
 import ast
 import re
 import sys
+from collections.abc import Callable
 from fnmatch import fnmatch
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
+
+from conftest import descriptor
+from imageledger import ImageStore
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
@@ -129,3 +135,50 @@ def test_the_layers_are_flat_folders_without_subpackages() -> None:
     for layer in (*ALLOWED, "application"):
         folders = [p for p in (ROOT / layer).iterdir() if p.is_dir()]
         assert [p.name for p in folders if p.name != "__pycache__"] == []
+
+
+INFRASTRUCTURE = str(ROOT / "infrastructure") + "/"
+
+
+def entries_into_infrastructure(call: Callable[[], object]) -> list[str]:
+    """The functions of infrastructure/ that `call` calls from outside it."""
+    entered: list[str] = []
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        if event != "call" or frame.f_back is None:
+            return
+        callee = frame.f_code.co_filename
+        caller = frame.f_back.f_code.co_filename
+        if _in_infrastructure(callee) and _in_outer_layers(caller):
+            entered.append(f"{Path(callee).name}:{frame.f_code.co_name}")
+
+    sys.setprofile(profile)
+    try:
+        call()
+    finally:
+        sys.setprofile(None)
+    return entered
+
+
+def _in_infrastructure(filename: str) -> bool:
+    # The editable install maps each module's file from the repository.
+    return str(Path(filename).resolve()).startswith(INFRASTRUCTURE)
+
+
+def _in_outer_layers(filename: str) -> bool:
+    """Our code outside infrastructure/ (not the standard library's
+    context managers that resume a generator of ours, say)."""
+    path = str(Path(filename).resolve())
+    return any(
+        path.startswith(str(ROOT / layer) + "/")
+        for layer in ("application", "domain", "projections")
+    )
+
+
+def test_one_register_enters_the_storage_layer_once(store: ImageStore) -> None:
+    store.register("app:1", descriptor(1))
+    entered = entries_into_infrastructure(
+        lambda: store.register("app:1", descriptor(2), actor="a")
+    )
+    assert [entry.split(":")[1] for entry in entered] == ["write"]
+    assert store.get("app:1").version == 2
