@@ -86,10 +86,7 @@ def module_map() -> dict[str, list[str]]:
 
 
 def may_import(importer: str, allowed: list[str]) -> bool:
-    return any(
-        rule == "any module" or fnmatch(importer, rule.replace("/*", "/*.py"))
-        for rule in allowed
-    )
+    return any(rule == "any module" or fnmatch(importer, rule) for rule in allowed)
 
 
 def allowed(module: str, prefixes: tuple[str, ...]) -> bool:
