@@ -22,10 +22,10 @@ if TYPE_CHECKING:
     from imageledger.domain.descriptor import Descriptor, Platform
     from imageledger.infrastructure.oci_layout import LayoutLimits
     from imageledger.integrity import Checkpoint, VerifyReport
-    from imageledger.layouts import LayoutImport
     from imageledger.projections.audit import AuditEntry
     from imageledger.projections.current_view import Image
     from imageledger.store import ImageStore
+    from imageledger.transfer import LayoutImport
 
 __version__ = "0.1.0"
 
@@ -47,7 +47,7 @@ _HOMES = {
     "Descriptor": "imageledger.domain.descriptor",
     "Image": "imageledger.projections.current_view",
     "ImageStore": "imageledger.store",
-    "LayoutImport": "imageledger.layouts",
+    "LayoutImport": "imageledger.transfer",
     "LayoutLimits": "imageledger.infrastructure.oci_layout",
     "Platform": "imageledger.domain.descriptor",
     "Checkpoint": "imageledger.integrity",

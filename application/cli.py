@@ -1,7 +1,9 @@
 """The imageledger command line: parses, calls ImageStore, renders. Nothing else.
 
-The commands live in cli_images (names), cli_log (the log as a whole) and
-cli_layouts (OCI image layouts).
+The commands live in modules named after what they do: cli_images (register,
+get, list, delete), cli_audit (history, log, as-of, where, diff, replay),
+cli_integrity (checkpoint, verify, rebuild) and cli_transfer (export, import,
+watch, import-layout, export-layout); cli_context holds what they share.
 Errors become one line on stderr and an exit code here, in `run`, and nowhere
 else: 0 ok, 1 other error, 2 invalid argument or usage, 3 not found,
 4 conflict, 5 verification failed.
@@ -16,7 +18,7 @@ from typing import NoReturn
 import click
 
 from imageledger import __version__
-from imageledger.cli_audit import as_of, diff, log, where
+from imageledger.cli_audit import as_of, diff, log, replay, where
 from imageledger.cli_context import (
     EXIT_CONFLICT,
     EXIT_ERROR,
@@ -28,9 +30,14 @@ from imageledger.cli_context import (
     error_line,
 )
 from imageledger.cli_images import delete, get, history, list_images, register
-from imageledger.cli_layouts import export_layout, import_layout
-from imageledger.cli_log import checkpoint, rebuild, replay, verify
-from imageledger.cli_transfer import export, import_log, watch
+from imageledger.cli_integrity import checkpoint, rebuild, verify
+from imageledger.cli_transfer import (
+    export,
+    export_layout,
+    import_layout,
+    import_log,
+    watch,
+)
 from imageledger.errors import (
     Conflict,
     ImageLedgerError,
@@ -103,9 +110,6 @@ def cli(ctx: click.Context, db: str | None, namespace: str, as_json: bool) -> No
       imageledger history app:prod
     """
     ctx.obj = Settings(db=db, namespace=namespace, json=as_json)
-
-
-pass_settings = click.make_pass_decorator(Settings)
 
 
 for _command in (register, get, list_images, delete, history):

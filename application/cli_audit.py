@@ -1,4 +1,4 @@
-"""The audit and time-travel commands: log, as-of, where, diff.
+"""The audit and time-travel commands: log, as-of, where, diff, replay.
 
 Like every command they work in the `-n` namespace; `--all-namespaces` (`-A`)
 widens log, where and diff to every namespace, adding a NAMESPACE column.
@@ -12,23 +12,22 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from imageledger.cli_context import (
-    WHEN,
-    Settings,
-    echo_lines,
-    pass_settings,
-)
-from imageledger.cli_render import (
     GET_COLUMNS,
     HISTORY_COLUMNS,
     LIST_COLUMNS,
+    WHEN,
+    Settings,
     document,
+    echo_lines,
     entry_json,
     history_row,
     image_json,
     image_row,
     json_line,
     moment,
+    pass_settings,
     precise_moment,
+    progress,
     table,
 )
 
@@ -275,3 +274,32 @@ def _diff_row(row: tuple[str, Image | None, Image | None], every: bool) -> list[
         "-" if after is None else after.target.digest,
     ]
     return [image.namespace, *line] if every else line
+
+
+@click.command()
+@click.option(
+    "--until", type=WHEN, help="Fold only the events at or before this point."
+)
+@pass_settings
+def replay(settings: Settings, until: int | datetime | None) -> None:
+    """Print the images folded from the raw log (up to WHEN with --until).
+
+    Ignores every view; the output has the form of `list`, so the two can be
+    compared (and `replay --until WHEN` with `as-of WHEN`). WHEN is a log
+    position or an RFC 3339 timestamp or date.
+
+    \b
+    Examples:
+      diff <(imageledger list) <(imageledger replay) && echo "view matches the log"
+      imageledger replay --until 2026-11-27T09:00:00Z
+    """
+    with settings.store() as store, progress("replaying") as report:
+        state = store.replay(until, progress=report)
+    images = sorted(
+        (image for (ns, _), image in state.items() if ns == settings.namespace),
+        key=lambda image: image.name,
+    )
+    if settings.json:
+        echo_lines(json_line(image_json(image)) for image in images)
+    else:
+        echo_lines(table(LIST_COLUMNS, (image_row(image) for image in images)))

@@ -15,9 +15,9 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.errors import InvalidArgument
-from imageledger.infrastructure import sqlite_audit, sqlite_views
-from imageledger.infrastructure.event_log import EventLog
+from imageledger.infrastructure import storage
 from imageledger.infrastructure.hash_chain import HEAD_PREFIX, head_text
+from imageledger.ledger import Ledger
 
 _TEXT = re.compile(r"(0|[1-9][0-9]*):(?:sha256:)?([0-9a-f]{64})", re.ASCII)
 _HEAD = re.compile(r"(?:sha256:)?([0-9a-f]{64})", re.ASCII)
@@ -51,13 +51,13 @@ class VerifyReport(BaseModel):
     views: tuple[str, ...]
 
 
-def checkpoint(log: EventLog) -> Checkpoint:
+def checkpoint(log: Ledger) -> Checkpoint:
     """The log's last position and the chain's head there."""
     position, head = log.checkpoint()
     return Checkpoint(position, head_text(head))
 
 
-def verify(log: EventLog, given: object = None) -> VerifyReport:
+def verify(log: Ledger, given: object = None) -> VerifyReport:
     """Check the chain, `given` (a checkpoint) if any, and the views; see ImageStore."""
     parsed = None if given is None else parse_checkpoint(given)
     walk = log.verify(parsed)
@@ -68,7 +68,7 @@ def verify(log: EventLog, given: object = None) -> VerifyReport:
         checkpoint=None
         if parsed is None
         else Checkpoint(parsed[0], head_text(parsed[1])),
-        views=(sqlite_views.VIEW_NAME, sqlite_audit.VIEW_NAME),
+        views=(storage.CURRENT_VIEW, storage.AUDIT_VIEW),
     )
 
 

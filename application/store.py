@@ -17,52 +17,55 @@ from typing import IO, Any, Self
 
 from eventsourcing.persistence import PersistenceError
 
-from imageledger import integrity, transfer, watching
-from imageledger.audit_queries import AuditQueries
-from imageledger.batch import BatchItem, register_all, validate_items
+from imageledger import integrity, time_travel, transfer
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
 from imageledger.domain.errors import (
+    Conflict,
     ImageLedgerError,
     ImageNotFound,
     InvalidArgument,
 )
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 from imageledger.domain.labels import labels_to_set, validate_actor, validate_reason
 from imageledger.domain.names import (
     DEFAULT_NAMESPACE,
     validate_name,
     validate_namespace,
 )
+from imageledger.errors import describe, storage_errors, stream_with_storage_errors
 from imageledger.infrastructure.errors import StoreError
-from imageledger.infrastructure.event_log import EventLog
-from imageledger.infrastructure.history_format import MAX_LINE_BYTES
+from imageledger.infrastructure.export_format import MAX_LINE_BYTES
+from imageledger.infrastructure.oci_layout import (
+    LayoutLimits,
+    read_layout,
+    write_layout,
+)
 from imageledger.integrity import Checkpoint, VerifyReport
-from imageledger.layouts import LayoutMethods
-from imageledger.opening import open_factory
+from imageledger.ledger import Ledger, open_factory
 from imageledger.projections.audit import AuditEntry, Bound, audit_entry
 from imageledger.projections.current_view import Image, replay
 from imageledger.projections.image_filter import image_query
-from imageledger.storage_errors import (
-    describe,
-    storage_errors,
-    stream_with_storage_errors,
-)
-from imageledger.time_travel import When, bound
+from imageledger.time_travel import Diff, Interval, PastStore, When, bound, log_query
 from imageledger.writes import (
+    MAX_ATTEMPTS,
+    BatchItem,
     Expect,
     check_expect,
+    pending,
     public,
+    register_all,
     validate_expect,
     validate_flag,
+    validate_items,
     write_with_retries,
 )
 
 
-class ImageStore(AuditQueries, LayoutMethods):
+class ImageStore:
     """An image store on one event log. Open it with `ImageStore.open(path)`."""
 
-    def __init__(self, log: EventLog) -> None:
+    def __init__(self, log: Ledger) -> None:
         self._log = log
         self._os_user = _os_user()
 
@@ -84,7 +87,7 @@ class ImageStore(AuditQueries, LayoutMethods):
         written by a newer version, or cannot be created or reached; nothing is
         changed in that case.
         """
-        return cls(EventLog(open_factory(location, lock_timeout)))
+        return cls(Ledger(open_factory(location, lock_timeout)))
 
     def close(self) -> None:
         """Close the store's connections."""
@@ -139,10 +142,10 @@ class ImageStore(AuditQueries, LayoutMethods):
         expect = validate_expect(expect, allow_absent=True)
         immutable = validate_flag(immutable, "immutable")
 
-        def decide(image: ImageAggregate | None) -> ImageAggregate | None:
+        def decide(image: ImageName | None) -> ImageName | None:
             check_expect(image, expect, namespace, name)
             if image is None:
-                return ImageAggregate.register_new(
+                return ImageName.register_new(
                     namespace=namespace,
                     name=name,
                     target=descriptor,
@@ -227,7 +230,7 @@ class ImageStore(AuditQueries, LayoutMethods):
         expected = validate_expect(expect, allow_absent=False)
         force = validate_flag(force, "force")
 
-        def decide(image: ImageAggregate | None) -> ImageAggregate | None:
+        def decide(image: ImageName | None) -> ImageName | None:
             if image is None or not image.live:
                 raise ImageNotFound(name, namespace)
             check_expect(image, expected, namespace, name)
@@ -242,7 +245,7 @@ class ImageStore(AuditQueries, LayoutMethods):
         """The image `name` points at now; raises ImageNotFound."""
         namespace = validate_namespace(namespace)
         name = validate_name(name)
-        try:  # not storage_errors(): a context manager is a tenth of a get
+        try:  # not storage_errors(): get is the hot path (see docs/performance.md)
             image = self._log.current_view.get(namespace, name)
         except PersistenceError as e:
             raise StoreError(describe(e)) from e
@@ -316,6 +319,74 @@ class ImageStore(AuditQueries, LayoutMethods):
         with storage_errors():
             return self._log.rebuild_views(progress)
 
+    # Audit and time travel.
+
+    def log(
+        self,
+        *,
+        since: When | None = None,
+        until: When | None = None,
+        after: int | None = None,
+        actor: str | None = None,
+        name: str | None = None,
+        digest: str | None = None,
+        kind: str | None = None,
+        namespace: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[AuditEntry]:
+        """Events of the whole log, by position, streamed; each argument narrows it.
+
+        `since`/`until` are points of the log (a position, or a datetime,
+        naive ones UTC), both inclusive; `after` is an exclusive position;
+        `kind` is "registered" or "deleted"; `digest` matches registrations
+        at that digest. `namespace=None` means every namespace.
+        """
+        query = log_query(
+            since=since,
+            until=until,
+            after=after,
+            actor=actor,
+            name=name,
+            digest=digest,
+            kind=kind,
+            namespace=namespace,
+            limit=limit,
+        )
+        return time_travel.log(self._log.audit_index, query)
+
+    def as_of(self, when: When) -> PastStore:
+        """The store as it was at `when` (a log position, or a datetime; naive
+        ones are UTC): a read-only view with `get` and `list`.
+
+        It holds the state right after every event at or before `when`, as
+        `replay(until=when)` does; position 0 is the empty store.
+        """
+        return PastStore(self._log.audit_index, when, self._filtered)
+
+    def where(
+        self, digest: str, *, namespace: str | None = None
+    ) -> builtins.list[Interval]:
+        """Every interval in which a name pointed at `digest`, now and in the
+        past, by when it began (`until` is None while it still does).
+        `namespace=None` means every namespace."""
+        return time_travel.where(self._log.audit_index, digest, namespace)
+
+    def diff(self, a: When, b: When, *, namespace: str | None = None) -> Diff:
+        """Names added, removed and retargeted between points `a` and `b` of
+        the log. `namespace=None` compares every namespace."""
+        before, after = self.as_of(a), self.as_of(b)
+        if namespace is None:
+            with storage_errors():
+                namespaces = self._log.audit_index.namespaces()
+        else:
+            namespaces = [validate_namespace(namespace)]
+
+        def state(past: PastStore) -> Iterator[Image]:
+            for each in namespaces:
+                yield from past.list(namespace=each)
+
+        return time_travel.diff(state(before), state(after))
+
     # Moving and following the log.
 
     def export_log(
@@ -353,16 +424,112 @@ class ImageStore(AuditQueries, LayoutMethods):
         namespace: str | None = None,
         filters: Iterable[str] = (),
         poll_interval: float | None = None,
-    ) -> watching.Watch:
+    ) -> transfer.Watch:
         """Each event appended after this call, by any process, as it comes
         (an iterator of AuditEntry that never ends; `close()` it); with `after`,
         the events after that position first. Only `namespace`'s when given.
         `poll_interval` (seconds) defaults to 0.2 on SQLite; on PostgreSQL a
         NOTIFY wakes it and 2 s is the fallback.
         """
-        return watching.Watch(
-            self._log, *watching.validate(after, namespace, filters, poll_interval)
+        return transfer.Watch(
+            self._log, *transfer.validate(after, namespace, filters, poll_interval)
         )
+
+    # OCI image transfer.
+
+    def import_layout(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        actor: str | None = None,
+        reason: str | None = None,
+        base_name: str | None = None,
+        check_blobs: bool = True,
+        limits: LayoutLimits | None = None,
+    ) -> transfer.LayoutImport:
+        """Register the named images of the OCI image layout at `path`.
+
+        `path` is a layout directory or an `oci-archive` tar of one. Entries
+        are named as containerd's import names them: `io.containerd.image.name`,
+        else `org.opencontainers.image.ref.name`, where a bare tag is joined to
+        `base_name` (`docker.io/library/app` + `1.0`). Unnamed entries are
+        skipped and counted. Each entry's blob must be in the layout with the
+        entry's size and digest, unless `check_blobs` is False (for a
+        metadata-only layout such as `export_layout` writes).
+
+        All names are registered in one transaction, keeping their labels;
+        importing the same layout again writes nothing. A bad layout, a
+        missing or wrong blob, or an invalid name raises InvalidArgument and
+        writes nothing.
+
+        `limits` caps what reading the layout may cost (see LayoutLimits:
+        archive members, tar header sizes, bytes hashed per blob and in all);
+        the defaults fit any real layout, and a hostile one is refused
+        before it costs more.
+        """
+        namespace = validate_namespace(namespace)
+        base = transfer.validate_base_name(base_name)
+        transfer.validate_path(path)
+        if not isinstance(check_blobs, bool):
+            raise InvalidArgument("check_blobs", "must be True or False")
+        if limits is not None and not isinstance(limits, LayoutLimits):
+            raise InvalidArgument("limits", "must be a LayoutLimits")
+        descriptors = read_layout(path, check_blobs=check_blobs, limits=limits)
+        named, skipped = transfer.named_entries(descriptors, base)
+        known: dict[str, Image | None] | None = None
+        for _ in range(MAX_ATTEMPTS):
+            before = self._current_of(named, namespace)
+            items: list[BatchItem] = [
+                {
+                    "name": name,
+                    "target": target,
+                    "labels": None if image is None else image.labels,
+                    "expect": "absent" if image is None else image.version,
+                }
+                for (name, target), image in zip(named, before.values(), strict=True)
+            ]
+            try:
+                images = self.register_many(
+                    items, namespace=namespace, actor=actor, reason=reason
+                )
+            except Conflict:
+                if before == known:
+                    raise  # not a writer in between: a condition of the store's own
+                known = before  # another writer moved a name since it was read
+                continue
+            registered: list[Image] = []
+            unchanged: list[Image] = []
+            for image, old in zip(images, before.values(), strict=True):
+                same = old is not None and old.version == image.version
+                (unchanged if same else registered).append(image)
+            return transfer.LayoutImport(
+                registered=registered, unchanged=unchanged, skipped=skipped
+            )
+        raise StoreError(
+            f"gave up importing '{path}' after {MAX_ATTEMPTS} attempts: "
+            "other writers kept moving its names"
+        )
+
+    def export_layout(
+        self,
+        path: str | os.PathLike[str],
+        *filters: str,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> int:
+        """Write an OCI image layout at `path` listing the images `list(*filters)`
+        gives; return how many.
+
+        Each image's descriptor goes into `index.json` with its name in the
+        `io.containerd.image.name` annotation and its tag in
+        `org.opencontainers.image.ref.name` (the whole name when it has no
+        tag). No blobs: the layout holds metadata only, as the store does.
+        `path` must not exist (its parent must) or be an empty directory;
+        InvalidArgument otherwise, and nothing is written.
+        """
+        transfer.validate_path(path)
+        images = self.list(*filters, namespace=namespace)
+        return write_layout(path, (transfer.entry(image) for image in images))
 
     # Integrity.
 
@@ -393,16 +560,37 @@ class ImageStore(AuditQueries, LayoutMethods):
         self,
         namespace: str,
         name: str,
-        decide: Callable[[ImageAggregate | None], ImageAggregate | None],
-    ) -> ImageAggregate | None:
-        def attempt() -> ImageAggregate | None:
-            image = decide(self._log.load(namespace, name))
-            if image is not None and image.pending_events:
-                self._log.append(image)
-            return image
+        decide: Callable[[ImageName | None], ImageName | None],
+    ) -> ImageName | None:
+        def attempt() -> ImageName | None:
+            decided: list[ImageName | None] = []
+
+            def events(images: dict[str, ImageName | None]) -> list[ImageName.Event]:
+                image = decide(images[name])
+                decided.append(image)
+                return [] if image is None else pending(image)
+
+            self._log.write(namespace, [name], events)
+            return decided[0]
 
         with storage_errors():
             return write_with_retries(attempt, f'image "{name}"')
+
+    @staticmethod
+    def _filtered(images: Iterable[Image], filters: tuple[str, ...]) -> Iterator[Image]:
+        return image_query(filters).select(images)
+
+    def _current_of(
+        self, named: builtins.list[tuple[str, Descriptor]], namespace: str
+    ) -> dict[str, Image | None]:
+        """Each name's image now, None for a name that does not exist."""
+        current: dict[str, Image | None] = {}
+        for name, _ in named:
+            try:
+                current[name] = self.get(name, namespace=namespace)
+            except ImageNotFound:
+                current[name] = None
+        return current
 
     def _actor(self, actor: str | None) -> str:
         if actor is None:
@@ -416,11 +604,11 @@ def _validate_progress(progress: object) -> None:
 
 
 def _reporting(
-    recorded: Iterator[tuple[int, ImageAggregate.Event]],
+    recorded: Iterator[tuple[int, ImageName.Event]],
     head: int,
     until: int | None,
     progress: Callable[[int, int], None],
-) -> Iterator[tuple[int, ImageAggregate.Event]]:
+) -> Iterator[tuple[int, ImageName.Event]]:
     total = head if until is None else min(head, until)
     done = 0
     for item in recorded:

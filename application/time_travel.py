@@ -14,14 +14,15 @@ from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.digests import digest_problem
 from imageledger.domain.errors import ImageNotFound, InvalidArgument
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 from imageledger.domain.labels import validate_actor
 from imageledger.domain.names import (
     DEFAULT_NAMESPACE,
     validate_name,
     validate_namespace,
 )
-from imageledger.domain.trusted import rebuild
+from imageledger.domain.trusted import unvalidated
+from imageledger.errors import storage_errors, stream_with_storage_errors
 from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.audit import (
     KINDS,
@@ -36,7 +37,6 @@ from imageledger.projections.audit import (
     from_micros,
 )
 from imageledger.projections.current_view import Image
-from imageledger.storage_errors import storage_errors, stream_with_storage_errors
 from imageledger.writes import MAX_POSITION
 
 When = int | datetime
@@ -118,8 +118,8 @@ class PastStore:
 def past_image(found: Found) -> Image:
     """The image a registration left, with the life it continued."""
     row, event = found
-    assert isinstance(event, ImageAggregate.Registered)
-    return rebuild(
+    assert isinstance(event, ImageName.Registered)
+    return unvalidated(
         Image,
         {
             "namespace": row.namespace,

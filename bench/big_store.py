@@ -23,8 +23,7 @@ from bench.live_view import target
 from bench.table import Row, rate_row
 from imageledger import ImageStore
 from imageledger.domain.image import image_id
-from imageledger.infrastructure.sqlite_audit import CARRYING, NEXT_ROW
-from imageledger.infrastructure.sqlite_recorder import SELECT_STREAM
+from imageledger.infrastructure.sqlite import CARRYING, NEXT_ROW, SELECT_STREAM
 
 RSS_LIMIT_MB = 150
 

@@ -22,7 +22,7 @@ from typing import Any
 from bench import raw_sqlite
 from bench.live_view import target as _target
 from imageledger import ImageStore
-from imageledger.infrastructure import sqlite_recorder
+from imageledger.infrastructure import sqlite
 
 
 def _no_links(*_: Any) -> None:
@@ -31,12 +31,12 @@ def _no_links(*_: Any) -> None:
 
 @contextmanager
 def _chain_off() -> Iterator[None]:
-    original = sqlite_recorder.append_links
-    sqlite_recorder.append_links = _no_links
+    original = sqlite.append_links
+    sqlite.append_links = _no_links
     try:
         yield
     finally:
-        sqlite_recorder.append_links = original
+        sqlite.append_links = original
 
 
 def run(count: int, rounds: int = 10) -> list[tuple[str, float, float]]:

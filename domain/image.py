@@ -1,4 +1,4 @@
-"""The Image aggregate: one image name in one namespace, and its two events.
+"""The ImageName aggregate: one image name in one namespace, and its two events.
 
 A name's stream starts with its first `Registered` (the created event, as
 eventsourcing needs one) and continues through deletes and re-registrations:
@@ -36,7 +36,7 @@ def image_id(namespace: str, name: str) -> UUID:
     return uuid5(IMAGE_ID_NAMESPACE, f"{namespace}/{name}")
 
 
-class Image(BaseAggregate[UUID]):
+class ImageName(BaseAggregate[UUID]):
     """An image name and the descriptor it points at, rebuilt from its events."""
 
     TOPIC = "imageledger:Image"
@@ -90,7 +90,7 @@ class Image(BaseAggregate[UUID]):
         def mutate(self, aggregate: Any) -> Any:
             if aggregate is None:  # the first event of the stream creates it
                 check_follows(None, self)
-                image = Image.__new__(Image)
+                image = ImageName.__new__(ImageName)
                 image.__base_init__(
                     originator_id=self.originator_id,
                     originator_version=self.originator_version,
@@ -102,7 +102,7 @@ class Image(BaseAggregate[UUID]):
             return super().mutate(aggregate)
 
         def apply(self, aggregate: Any) -> None:
-            image = cast(Image, aggregate)
+            image = cast(ImageName, aggregate)
             if not getattr(image, "live", False):
                 image.created_at = self.timestamp
             image.target = self.target
@@ -123,7 +123,7 @@ class Image(BaseAggregate[UUID]):
         forced: bool = False  # stored only when true, as Registered.immutable
 
         def apply(self, aggregate: Any) -> None:
-            cast(Image, aggregate).live = False
+            cast(ImageName, aggregate).live = False
 
     @classmethod
     def register_new(
@@ -136,7 +136,7 @@ class Image(BaseAggregate[UUID]):
         actor: str,
         reason: str | None,
         immutable: bool = False,
-    ) -> Image:
+    ) -> ImageName:
         """Start the stream of a name that has never been registered."""
         event = cls.Registered(
             originator_id=image_id(namespace, name),
@@ -150,7 +150,7 @@ class Image(BaseAggregate[UUID]):
             labels=dict(labels),
             immutable=immutable,
         )
-        image = cast(Image, event.mutate(None))
+        image = cast(ImageName, event.mutate(None))
         image.pending_events.append(event)
         return image
 
@@ -168,7 +168,7 @@ class Image(BaseAggregate[UUID]):
         created_at: datetime,
         updated_at: datetime,
         immutable: bool = False,
-    ) -> Image:
+    ) -> ImageName:
         """Rebuild the aggregate from a known state at `version` (a snapshot)."""
         image = cls.__new__(cls)
         image.__base_init__(
@@ -184,7 +184,9 @@ class Image(BaseAggregate[UUID]):
         return image
 
     @classmethod
-    def resume(cls, last: Event, before: Event | None, created_at: datetime) -> Image:
+    def resume(
+        cls, last: Event, before: Event | None, created_at: datetime
+    ) -> ImageName:
         """The aggregate as its stream's last event `last` left it.
 
         `before` is the event before it (None for the first): a delete keeps
@@ -321,7 +323,7 @@ class Standing:
 _ZERO = timedelta(0)
 
 
-def check_follows(standing: Standing | None, event: Image.Event) -> None:
+def check_follows(standing: Standing | None, event: ImageName.Event) -> None:
     """Raise unless `event` may be the next event of a name at `standing`
     (None: a name without events).
 
@@ -335,7 +337,7 @@ def check_follows(standing: Standing | None, event: Image.Event) -> None:
     Raises BrokenRule naming the event's field, or ImmutableImage.
     """
     what = f"{event.name!r} in namespace {event.namespace!r}"
-    expected = Image.INITIAL_VERSION if standing is None else standing.version + 1
+    expected = ImageName.INITIAL_VERSION if standing is None else standing.version + 1
     if event.originator_version != expected:
         raise BrokenRule(
             "version",
@@ -347,7 +349,7 @@ def check_follows(standing: Standing | None, event: Image.Event) -> None:
     if standing is not None and event.timestamp < standing.timestamp:
         raise BrokenRule("timestamp", f"is earlier than the previous event of {what}")
     bound = None if standing is None else standing.bound
-    if isinstance(event, Image.Deleted):
+    if isinstance(event, ImageName.Deleted):
         if standing is None or not standing.live:
             raise BrokenRule(
                 "kind", f"{what} is deleted but does not exist at that point"
@@ -359,7 +361,7 @@ def check_follows(standing: Standing | None, event: Image.Event) -> None:
                 if bound is not None
                 else f"{what} is not immutable: its delete cannot be forced",
             )
-    elif isinstance(event, Image.Registered):
+    elif isinstance(event, ImageName.Registered):
         if bound is not None:
             if not same_content(event.target, bound):
                 raise ImmutableImage(

@@ -3,7 +3,7 @@
 The read path turns each view row back into an `Image` and its `Descriptor`.
 Those rows were written from validated events, so checking them again would
 only repeat work; pydantic's `model_construct` skips validation but still looks
-up every field's default, which was most of a `get`. `rebuild` takes every
+up every field's default, which dominated a `get`. `unvalidated` takes every
 field by name and sets exactly what `model_construct` sets.
 """
 
@@ -16,7 +16,7 @@ from pydantic import BaseModel
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def rebuild(
+def unvalidated(
     cls: type[Model],
     fields: dict[str, Any],
     fields_set: set[str] | None = None,
@@ -26,7 +26,7 @@ def rebuild(
     """`cls` holding `fields` (all of its fields, by name), unvalidated.
 
     `fields_set` names the fields that are not None, when the caller knows
-    them already (computing it is a third of the work). `extra` is what a
+    them already (computing it is costly). `extra` is what a
     model that allows extra fields holds besides its own (`{}` when none, as
     validation leaves it; None for a model that forbids them).
     """
@@ -43,7 +43,7 @@ def rebuild(
 
 
 # BaseModel's four slots, set through their descriptors: the cheapest way in
-# Python (a third less than object.__setattr__ by name), and exactly the
+# Python (cheaper than object.__setattr__ by name), and exactly the
 # attributes model_construct sets. BaseModel does not override __new__.
 _new = object.__new__
 _set_dict = BaseModel.__dict__["__dict__"].__set__

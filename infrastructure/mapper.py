@@ -22,25 +22,25 @@ from pydantic import BaseModel
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.errors import InvalidArgument
-from imageledger.domain.image import Image, image_id
+from imageledger.domain.image import ImageName, image_id
 from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
 from imageledger.domain.names import validate_name, validate_namespace
 from imageledger.infrastructure.errors import StoreError
 
-EVENT_CLASSES: dict[str, type[Image.Event]] = {
-    Image.Registered.TOPIC: Image.Registered,
-    Image.Deleted.TOPIC: Image.Deleted,
+EVENT_CLASSES: dict[str, type[ImageName.Event]] = {
+    ImageName.Registered.TOPIC: ImageName.Registered,
+    ImageName.Deleted.TOPIC: ImageName.Deleted,
 }
 
 _COMMON_FIELDS = ("actor", "name", "namespace", "reason", "timestamp")
-_FIELDS: dict[type[Image.Event], frozenset[str]] = {
-    Image.Registered: frozenset((*_COMMON_FIELDS, "labels", "target")),
-    Image.Deleted: frozenset(_COMMON_FIELDS),
+_FIELDS: dict[type[ImageName.Event], frozenset[str]] = {
+    ImageName.Registered: frozenset((*_COMMON_FIELDS, "labels", "target")),
+    ImageName.Deleted: frozenset(_COMMON_FIELDS),
 }
 # Each kind's flag, stored only when true (see the module's docstring).
-_FLAGS: dict[type[Image.Event], str] = {
-    Image.Registered: "immutable",
-    Image.Deleted: "forced",
+_FLAGS: dict[type[ImageName.Event], str] = {
+    ImageName.Registered: "immutable",
+    ImageName.Deleted: "forced",
 }
 _FLAGGED_FIELDS = {cls: _FIELDS[cls] | {flag} for cls, flag in _FLAGS.items()}
 
@@ -159,10 +159,10 @@ class LedgerMapper(Mapper[UUID]):
             state=self.transcoder.encode(state),
         )
 
-    def to_domain_event(self, stored_event: StoredEvent) -> Image.Event:
+    def to_domain_event(self, stored_event: StoredEvent) -> ImageName.Event:
         return self._decode(stored_event, _DECODERS)
 
-    def to_checked_event(self, stored_event: StoredEvent) -> Image.Event:
+    def to_checked_event(self, stored_event: StoredEvent) -> ImageName.Event:
         """`to_domain_event`, with every field validated as `register` does,
         the time required to be UTC, and the aggregate id required to be the
         name's: what verify proves of each stored event."""
@@ -176,7 +176,7 @@ class LedgerMapper(Mapper[UUID]):
 
     def _decode(
         self, stored_event: StoredEvent, decoders: dict[str, Callable[[Any], Any]]
-    ) -> Image.Event:
+    ) -> ImageName.Event:
         cls = EVENT_CLASSES.get(stored_event.topic)
         if cls is None:
             raise StoreError(

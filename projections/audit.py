@@ -19,7 +19,7 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.image import Image as ImageAggregate
+from imageledger.domain.image import ImageName
 
 Kind = Literal["registered", "deleted"]
 KINDS: tuple[Kind, ...] = ("registered", "deleted")
@@ -47,13 +47,13 @@ class AuditEntry(BaseModel):
     """A delete that overrode the name's immutability."""
 
 
-def audit_entry(position: int, event: ImageAggregate.Event) -> AuditEntry:
+def audit_entry(position: int, event: ImageName.Event) -> AuditEntry:
     """The audit entry of `event`, stored at log `position`."""
     target, labels, immutable, forced = None, None, False, False
-    if isinstance(event, ImageAggregate.Registered):
+    if isinstance(event, ImageName.Registered):
         target, labels = event.target, dict(event.labels)
         immutable = event.immutable
-    elif isinstance(event, ImageAggregate.Deleted):
+    elif isinstance(event, ImageName.Deleted):
         immutable = forced = event.forced
     return AuditEntry.model_construct(
         position=position,
@@ -106,11 +106,11 @@ class AuditRow(NamedTuple):
 
 
 def audit_fold(
-    previous: AuditRow | None, position: int, event: ImageAggregate.Event
+    previous: AuditRow | None, position: int, event: ImageName.Event
 ) -> AuditRow:
     """The row of `event` at `position`, given the name's previous row."""
     timestamp = micros(event.timestamp)
-    if isinstance(event, ImageAggregate.Registered):
+    if isinstance(event, ImageName.Registered):
         kind: Kind = "registered"
         digest: str | None = event.target.digest
         immutable = event.immutable
@@ -119,7 +119,7 @@ def audit_fold(
             if previous is not None and previous.kind == "registered"
             else timestamp
         )
-    elif isinstance(event, ImageAggregate.Deleted):
+    elif isinstance(event, ImageName.Deleted):
         if previous is None:
             raise ValueError(
                 f"{event.namespace}/{event.name} v{event.originator_version}: "
@@ -170,7 +170,7 @@ class Found(NamedTuple):
     """An index row with the event it indexes, as the log stores it."""
 
     row: AuditRow
-    event: ImageAggregate.Event
+    event: ImageName.Event
 
 
 class AuditIndex(ABC):

@@ -10,17 +10,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.image import Image as ImageAggregate
-from imageledger.domain.image import Standing
-from imageledger.domain.trusted import rebuild
-
-if TYPE_CHECKING:  # image_filter imports Image from here
-    from imageledger.projections.image_filter import ListKeys
+from imageledger.domain.image import ImageName, Standing
+from imageledger.domain.trusted import unvalidated
 
 
 class Image(BaseModel):
@@ -40,6 +35,15 @@ class Image(BaseModel):
 
 
 _IMAGE_FIELDS = frozenset(Image.model_fields)
+
+
+@dataclass(frozen=True, slots=True)
+class ListKeys:
+    """The rows a filtered list reads: those whose name is one of `names` or
+    whose digest is one of `digests` (each sorted, without repeats)."""
+
+    names: tuple[str, ...]
+    digests: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +69,15 @@ def standing(state: CurrentImage) -> Standing:
     )
 
 
-def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImage:
+def fold(state: CurrentImage | None, event: ImageName.Event) -> CurrentImage:
     """The state of one name after `event`, given its state before."""
-    if isinstance(event, ImageAggregate.Registered):
+    if isinstance(event, ImageName.Registered):
         created_at = (
             state.image.created_at
             if state is not None and state.live
             else event.timestamp
         )
-        image = rebuild(
+        image = unvalidated(
             Image,
             {
                 "namespace": event.namespace,
@@ -88,7 +92,7 @@ def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImag
             set(_IMAGE_FIELDS),  # none is ever None
         )
         return CurrentImage(image=image, live=True)
-    if isinstance(event, ImageAggregate.Deleted):
+    if isinstance(event, ImageName.Deleted):
         if state is None:
             raise ValueError(
                 f"{event.namespace}/{event.name} v{event.originator_version}: "
@@ -102,7 +106,7 @@ def fold(state: CurrentImage | None, event: ImageAggregate.Event) -> CurrentImag
 
 
 def replay(
-    events: Iterable[ImageAggregate.Event],
+    events: Iterable[ImageName.Event],
 ) -> dict[tuple[str, str], Image]:
     """Fold events in log order, in memory: the live images by (namespace, name)."""
     states: dict[tuple[str, str], CurrentImage] = {}

@@ -18,17 +18,8 @@ from dataclasses import dataclass
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.filters import Filter, Lookup, Operator, Selector, parse
-from imageledger.domain.image import Image as ImageAggregate
-from imageledger.projections.current_view import Image
-
-
-@dataclass(frozen=True, slots=True)
-class ListKeys:
-    """The rows a filtered list reads: those whose name is one of `names` or
-    whose digest is one of `digests` (each sorted, without repeats)."""
-
-    names: tuple[str, ...]
-    digests: tuple[str, ...]
+from imageledger.domain.image import ImageName
+from imageledger.projections.current_view import Image, ListKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +55,10 @@ def image_fields(image: Image) -> Lookup:
     return _fields(image.name, image.target, image.labels)
 
 
-def event_fields(event: ImageAggregate.Event) -> Lookup:
+def event_fields(event: ImageName.Event) -> Lookup:
     """The same lookup for an event (`watch`): a registration has the fields
     of the image it leaves; a delete has only its name."""
-    if isinstance(event, ImageAggregate.Registered):
+    if isinstance(event, ImageName.Registered):
         return _fields(event.name, event.target, event.labels)
     return _fields(event.name, None, None)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from conftest import descriptor, digest, sqlite_only
 from imageledger import ImageStore
 from imageledger.domain.image import image_id
-from imageledger.infrastructure.sqlite_audit import (
+from imageledger.infrastructure.sqlite import (
     CARRYING,
     CARRYING_IN_NAMESPACE,
     NEXT_ROW,
+    SELECT_STREAM,
 )
-from imageledger.infrastructure.sqlite_recorder import SELECT_STREAM
 
 
 def plan(path: Path, statement: str, params: tuple[object, ...]) -> list[str]:

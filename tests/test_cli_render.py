@@ -9,7 +9,7 @@ import unicodedata
 import pytest
 
 from conftest import Run, descriptor, ok
-from imageledger.cli_render import json_line, printable, table, terminal_safe_json
+from imageledger.cli_context import json_line, printable, table, terminal_safe_json
 
 CSI, OSC, RLO = "\x9b", "\x9d", "\u202e"
 HOSTILE = f"ci{CSI}2J{OSC}0;owned\x07{RLO}txt.exe\x1b[31m"

@@ -24,10 +24,13 @@ from conftest import INDEX, MANIFEST, SCRIPT, Run, digest, ok, sqlite_only
 from imageledger import Descriptor, ImageStore
 from imageledger.domain.filters import InvalidFilter, parse
 from imageledger.errors import InvalidArgument
-from imageledger.infrastructure.sqlite_indexes import DIGEST_INDEX, list_keys_statement
-from imageledger.infrastructure.sqlite_views import list_keys_params
-from imageledger.projections.current_view import Image
-from imageledger.projections.image_filter import ListKeys, image_query
+from imageledger.infrastructure.sqlite import (
+    DIGEST_INDEX,
+    list_keys_params,
+    list_keys_statement,
+)
+from imageledger.projections.current_view import Image, ListKeys
+from imageledger.projections.image_filter import image_query
 
 REF_NAME = "org.opencontainers.image.ref.name"
 D1, D2, D3, D4 = digest(1), digest(2), digest(3), digest(4)

@@ -14,7 +14,7 @@ from conftest import SCRIPT, descriptor
 from imageledger import ImageStore
 from imageledger.cli_transfer import MAX_LINE_BYTES as CLI_DEFAULT
 from imageledger.errors import InvalidArgument
-from imageledger.infrastructure.history_format import MAX_LINE_BYTES, capped_lines
+from imageledger.infrastructure.export_format import MAX_LINE_BYTES, capped_lines
 
 # Writes 'a' for ever, never a newline: an import that held the line whole
 # would read until killed; one that caps it stops after the cap.

@@ -8,15 +8,15 @@ import pytest
 
 from conftest import descriptor
 from imageledger import Descriptor
-from imageledger.domain.image import Image, image_id
+from imageledger.domain.image import ImageName, image_id
 from imageledger.errors import ImageNotFound
 
 A = Descriptor.from_oci(descriptor(1))
 B = Descriptor.from_oci(descriptor(2))
 
 
-def new_image() -> Image:
-    return Image.register_new(
+def new_image() -> ImageName:
+    return ImageName.register_new(
         namespace="default", name="app:1", target=A, labels={}, actor="ci", reason=None
     )
 
@@ -24,16 +24,16 @@ def new_image() -> Image:
 def test_the_aggregate_has_exactly_two_kinds_of_event_with_stable_topics() -> None:
     events = {
         name: value
-        for name, value in vars(Image).items()
-        if isinstance(value, type) and issubclass(value, Image.Event)
+        for name, value in vars(ImageName).items()
+        if isinstance(value, type) and issubclass(value, ImageName.Event)
     }
     assert set(events) == {"Event", "Registered", "Deleted"}
-    assert Image.Registered.TOPIC == "imageledger:Image.Registered"
-    assert Image.Deleted.TOPIC == "imageledger:Image.Deleted"
-    fields = {f.name for f in dataclasses.fields(Image.Registered)}
+    assert ImageName.Registered.TOPIC == "imageledger:Image.Registered"
+    assert ImageName.Deleted.TOPIC == "imageledger:Image.Deleted"
+    fields = {f.name for f in dataclasses.fields(ImageName.Registered)}
     assert {"namespace", "name", "actor", "reason", "target", "labels"} <= fields
     assert {"namespace", "name", "actor", "reason"} <= {
-        f.name for f in dataclasses.fields(Image.Deleted)
+        f.name for f in dataclasses.fields(ImageName.Deleted)
     }
 
 
@@ -47,7 +47,7 @@ def test_image_ids_are_deterministic_per_namespace_and_name() -> None:
 def test_the_first_registration_is_the_created_event() -> None:
     image = new_image()
     (event,) = image.collect_events()
-    assert isinstance(event, Image.Registered)
+    assert isinstance(event, ImageName.Registered)
     assert (event.originator_version, event.actor, event.target) == (1, "ci", A)
     assert image.live and image.version == 1 and image.created_at == event.timestamp
 
@@ -65,7 +65,7 @@ def test_retargeting_or_relabelling_emits_registered() -> None:
     assert image.register(B, {}, actor="ci", reason="move") is True
     assert image.register(B, {"team": "x"}, actor="ci", reason=None) is True
     events = image.collect_events()
-    assert [type(e) for e in events] == [Image.Registered, Image.Registered]
+    assert [type(e) for e in events] == [ImageName.Registered, ImageName.Registered]
     assert [e.originator_version for e in events] == [2, 3]
     assert image.target == B and image.labels == {"team": "x"}
 

@@ -17,7 +17,7 @@ from eventsourcing.persistence import StoredEvent
 
 from conftest import INDEX, MANIFEST, Rows, descriptor, digest
 from imageledger import ImageStore
-from imageledger.domain.image import Image
+from imageledger.domain.image import ImageName
 from imageledger.errors import (
     Conflict,
     ImageNotFound,
@@ -367,7 +367,7 @@ def test_a_stored_flag_false_reads_as_absent() -> None:
         )
         for extra in ({}, {"immutable": False}, {"immutable": True})
     ]
-    assert all(isinstance(e, Image.Registered) for e in events)
+    assert all(isinstance(e, ImageName.Registered) for e in events)
     assert [e.immutable for e in events] == [False, False, True]
     assert events[0] == events[1]
     # Re-encoded, the unflagged events are the bytes the store always wrote.

@@ -16,7 +16,7 @@ from conftest import INDEX, descriptor
 from imageledger import ImageStore
 from imageledger.errors import InvalidArgument
 from imageledger.infrastructure.oci_layout import CREATE_FLAGS, exclusive_file
-from imageledger.layouts import reference_name
+from imageledger.transfer import reference_name
 
 
 def test_export_writes_every_images_descriptor_with_its_names_and_no_blobs(

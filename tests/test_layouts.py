@@ -20,7 +20,7 @@ import pytest
 from conftest import INDEX, MANIFEST, Rows, descriptor
 from imageledger import ImageStore
 from imageledger.errors import InvalidArgument
-from imageledger.layouts import image_name
+from imageledger.transfer import image_name
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 UMOCI_1_0 = "sha256:6d0e30c6726659b51e95209027d50427b658b0c570a8b66d56aa3d7f351c3349"

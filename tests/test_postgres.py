@@ -21,7 +21,7 @@ from eventsourcing.persistence import RecordConflictError
 from conftest import descriptor, digest, postgres_log_rows, split_schema, with_schema
 from imageledger import Descriptor, ImageStore
 from imageledger.errors import InvalidArgument, StoreError
-from imageledger.infrastructure.postgres_schema import MARKER_TABLE, SCHEMA_VERSION
+from imageledger.infrastructure.postgres import MARKER_TABLE, SCHEMA_VERSION
 
 WORKER = Path(__file__).resolve().with_name("process_worker.py")
 BIN = Path(sys.executable).parent

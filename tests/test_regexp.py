@@ -17,8 +17,7 @@ import pytest
 
 from conftest import Run, descriptor, ok, sqlite_only
 from imageledger import ImageStore
-from imageledger.domain.filters import InvalidFilter, parse
-from imageledger.domain.regexp import Regexp, RegexpError
+from imageledger.domain.filters import InvalidFilter, Regexp, RegexpError, parse
 
 # (pattern, the text of label x (None: no such label), whether Go matches)
 GO_MATCHES: list[tuple[str, str | None, bool]] = [
@@ -257,5 +256,5 @@ def test_re2_is_compiled_in_one_module_only() -> None:
         for layer in ("application", "domain", "projections", "infrastructure")
         for path in sorted((root / layer).glob("*.py"))
     ]
-    assert [p.name for p in sources if "import re2" in p.read_text()] == ["regexp.py"]
+    assert [p.name for p in sources if "import re2" in p.read_text()] == ["filters.py"]
     assert "import re\n" not in (root / "domain" / "filters.py").read_text()

@@ -15,7 +15,7 @@ import pytest
 from conftest import descriptor, digest, sqlite_only
 from imageledger import AuditEntry, Descriptor, Image, ImageStore
 from imageledger.errors import Conflict, ImageNotFound, InvalidArgument, StoreError
-from imageledger.infrastructure.sqlite_datastore import LedgerSQLiteConnectionPool
+from imageledger.infrastructure.sqlite import LedgerSQLiteConnectionPool
 
 Rows = Callable[[], list[tuple[Any, ...]]]
 
@@ -390,6 +390,7 @@ def test_a_write_onto_a_view_that_is_behind_catches_it_up_first(
 @sqlite_only
 def test_reader_connections_of_finished_threads_are_released(store: ImageStore) -> None:
     store.register("a", descriptor(1))
+    store.get("a")  # this thread's reader (a write reads on the writer's connection)
     seen: list[int] = []
 
     def read() -> None:

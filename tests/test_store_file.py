@@ -17,7 +17,7 @@ from conftest import SCRIPT, descriptor, digest
 from imageledger import ImageStore
 from imageledger.errors import IntegrityError, InvalidArgument, StoreError
 from imageledger.infrastructure.hash_chain import canonical_bytes, link
-from imageledger.infrastructure.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
+from imageledger.infrastructure.sqlite import APPLICATION_ID, SCHEMA_VERSION
 
 
 def test_a_new_file_becomes_a_marked_store(db_path: Path) -> None:

@@ -29,9 +29,9 @@ from conftest import (
 )
 from imageledger import ImageStore
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.image import Image, image_id
+from imageledger.domain.image import ImageName, image_id
 from imageledger.errors import Conflict, InvalidArgument
-from imageledger.infrastructure import history_format
+from imageledger.infrastructure import export_format
 
 CHAIN_DIFFERS = (
     "chain: hash differs: the export was altered or made by another encoding"
@@ -560,7 +560,7 @@ def test_cli_export_and_import_draw_progress_on_a_terminal_only(
 
 
 @dataclass(frozen=True)
-class _Flagged(Image.Registered):
+class _Flagged(ImageName.Registered):
     """A registration with a flag, as an event class may gain one later."""
 
     immutable: bool = False
@@ -581,7 +581,7 @@ def test_a_field_an_event_class_gains_later_passes_through_the_format(
         labels={},
         immutable=True,
     )
-    line = history_format.encode_line(1, event, None)
+    line = export_format.encode_line(1, event, None)
     assert line == (
         b'{"position":1,"namespace":"default","name":"a:1","version":1,'
         b'"kind":"registered","target":'
@@ -589,15 +589,15 @@ def test_a_field_an_event_class_gains_later_passes_through_the_format(
         + b',"labels":{},"timestamp":"2026-11-28T09:30:00.000000Z","actor":"ci",'
         b'"reason":null,"immutable":true}\n'
     )
-    unflagged = history_format.encode_line(
+    unflagged = export_format.encode_line(
         1, _Flagged(**{**vars(event), "immutable": False}), None
     )
     assert b"immutable" not in unflagged
-    monkeypatch.setitem(history_format.KINDS, "registered", _Flagged)
-    read = history_format.decode_line(1, line).event
+    monkeypatch.setitem(export_format.KINDS, "registered", _Flagged)
+    read = export_format.decode_line(1, line).event
     assert (type(read), read) == (_Flagged, event)
     with pytest.raises(InvalidArgument) as refused:
-        history_format.decode_line(7, line.replace(b"true", b'"yes"'))
+        export_format.decode_line(7, line.replace(b"true", b'"yes"'))
     assert str(refused.value) == 'invalid line 7: immutable: must be a bool, not "yes"'
 
 

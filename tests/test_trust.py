@@ -19,8 +19,7 @@ import pytest
 from conftest import Run, descriptor, digest, ok
 from imageledger import ImageStore
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.image import Image as ImageAggregate
-from imageledger.domain.image import image_id
+from imageledger.domain.image import ImageName, image_id
 from imageledger.errors import IntegrityError, InvalidArgument
 
 Sql = Callable[[str], None]
@@ -345,8 +344,8 @@ def test_a_stored_time_with_another_offset_reads_in_utc_and_fails_verify(
             store.verify()
 
 
-def _registered(name: str, moment: datetime) -> ImageAggregate.Registered:
-    return ImageAggregate.Registered(
+def _registered(name: str, moment: datetime) -> ImageName.Registered:
+    return ImageName.Registered(
         originator_id=image_id("default", name),
         originator_version=1,
         timestamp=moment,

@@ -20,7 +20,7 @@ import orjson
 
 from conftest import INDEX, Rows, Run, descriptor, ok
 from imageledger import Descriptor, ImageStore
-from imageledger.domain.image import Image
+from imageledger.domain.image import ImageName
 from imageledger.infrastructure.mapper import LedgerMapper
 
 FUTURE: dict[str, Any] = descriptor(
@@ -136,8 +136,8 @@ KNOWN_STATE = (
 )
 
 
-def registered(target: dict[str, Any]) -> Image.Registered:
-    event = object.__new__(Image.Registered)
+def registered(target: dict[str, Any]) -> ImageName.Registered:
+    event = object.__new__(ImageName.Registered)
     object.__setattr__(
         event,
         "__dict__",
@@ -172,6 +172,6 @@ def test_an_event_with_unknown_fields_decodes_to_the_same_descriptor() -> None:
     mapper = LedgerMapper()
     stored = mapper.to_stored_event(registered(FUTURE))
     decoded = mapper.to_domain_event(stored)
-    assert isinstance(decoded, Image.Registered)
+    assert isinstance(decoded, ImageName.Registered)
     assert decoded.target.to_oci() == FUTURE
     assert mapper.to_stored_event(decoded).state == stored.state

@@ -148,7 +148,7 @@ def test_the_wheel_ships_every_layer_module_and_imports_them_from_a_fresh_venv(
     report = json.loads(imported.stdout)
     # The base install has no psycopg: only the PostgreSQL modules need the extra.
     needs_extra = [
-        m for m in modules if m.startswith("imageledger.infrastructure.postgres_")
+        m for m in modules if m.startswith("imageledger.infrastructure.postgres")
     ]
     assert needs_extra
     assert report["failed"] == {

@@ -25,10 +25,9 @@ from sizes import CONTENTION_NAMES, CRASH_ROUNDS
 
 from conftest import descriptor
 from imageledger import AuditEntry, Descriptor, ImageStore
-from imageledger.domain.image import Image as ImageAggregate
-from imageledger.domain.image import image_id
+from imageledger.domain.image import ImageName, image_id
 from imageledger.errors import ImageNotFound
-from imageledger.infrastructure.sqlite_views import REBUILD_BATCH
+from imageledger.infrastructure.storage import REBUILD_BATCH
 
 pytestmark = pytest.mark.reliability
 
@@ -95,7 +94,7 @@ def _seed(db: Path, count: int) -> None:
         for k in range(-(-count // per_name)):
             numbers = range(k * per_name, min((k + 1) * per_name, count))
             targets = [Descriptor.from_oci(descriptor(n)) for n in numbers]
-            image = ImageAggregate.register_new(
+            image = ImageName.register_new(
                 namespace="default",
                 name=f"seed/app{k}:v1",
                 target=targets[0],

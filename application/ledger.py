@@ -1,13 +1,18 @@
-"""The event log: an eventsourcing Application over one store.
+"""The ledger: the eventsourcing Application that is ImageStore's engine.
 
-It knows how to load an image aggregate from the log (its stream's last
-events, checked against the current view's row), how to save one (events,
-live views and their positions in one transaction), and how to read the log.
+ImageStore validates a call and turns it into a decision; the ledger loads
+what the decision needs from the log (each name's last events, checked
+against the current view's row), saves the events it makes (with the live
+views and their positions, in one transaction), and reads the log. It also
+knows where a store lives: a location (SQLite path or PostgreSQL URL) and a
+lock timeout, checked and turned into the infrastructure factory that opens it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
@@ -21,20 +26,27 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from imageledger.domain.errors import BrokenRule, ImmutableImage
-from imageledger.domain.image import Image, image_id
+from imageledger.domain.errors import BrokenRule, ImmutableImage, InvalidArgument, shown
+from imageledger.domain.image import ImageName, image_id
+from imageledger.errors import storage_errors
 from imageledger.infrastructure.errors import IntegrityError, StoreError
 from imageledger.infrastructure.hash_chain import RULE_BROKEN, VIEW_DIFFERS, ChainWalk
-from imageledger.infrastructure.store_factory import Progress, StoreFactory, StoreView
-from imageledger.infrastructure.view_rows import Snapshot, shown_value
-from imageledger.infrastructure.wakeups import Wakeup
+from imageledger.infrastructure.redaction import redact_url
+from imageledger.infrastructure.sqlite import DEFAULT_LOCK_TIMEOUT, LedgerSQLiteFactory
+from imageledger.infrastructure.storage import (
+    Progress,
+    Snapshot,
+    StoreFactory,
+    StoreView,
+    Wakeup,
+)
 from imageledger.projections.audit import AuditIndex
 from imageledger.projections.current_view import CurrentImage
 
 PAGE = 1000
 
 
-class EventLog(Application[UUID]):
+class Ledger(Application[UUID]):
     """Appends image events and reads them back, keeping the views current."""
 
     name = "imageledger"
@@ -77,14 +89,15 @@ class EventLog(Application[UUID]):
     def audit_index(self) -> AuditIndex:
         return self._factory.audit_index
 
-    def load(self, namespace: str, name: str) -> Image | None:
-        """The aggregate of a name as the log has it now, or None if never seen."""
-        return self.load_many(namespace, [name])[name]
-
-    def load_many(
-        self, namespace: str, names: Iterable[str]
-    ) -> dict[str, Image | None]:
-        """The aggregates of names of one namespace, as the log has them now.
+    def write(
+        self,
+        namespace: str,
+        names: Iterable[str],
+        decide: Callable[[dict[str, ImageName | None]], Sequence[ImageName.Event]],
+    ) -> list[int]:
+        """One write: the aggregates of `names` as the log has them now, given
+        to `decide`, whose events are appended in the same transaction; return
+        their log positions.
 
         What a write decides against comes from the log: each stream's last
         two events say everything the rules and the commands need (version,
@@ -93,22 +106,40 @@ class EventLog(Application[UUID]):
         does not (a row changed or lost outside imageledger) raises
         IntegrityError and nothing is written, so a damaged view is never
         laundered into the log. Only `created_at` of a name whose life began
-        before its last event is taken from the row. Cost does not grow with
-        a name's history.
+        before its last event is taken from the row. The backend reads and
+        appends in one transaction: this is the write's one call into it.
+        Raises RecordConflictError when another writer got in first (retry).
         """
         wanted = list(dict.fromkeys(names))
-        streams = [image_id(namespace, name) for name in wanted]
-        found = self._factory.current_view.snapshots(namespace, wanted, streams)
-        empty = Snapshot(None, [], 0)
-        return {
-            name: self._resume(namespace, name, found.get(name, empty))
-            for name in wanted
-        }
 
-    def _resume(self, namespace: str, name: str, snapshot: Snapshot) -> Image | None:
+        def from_snapshots(snapshots: dict[str, Snapshot]) -> Sequence[ImageName.Event]:
+            return decide(
+                {
+                    name: self._resume(namespace, name, snapshots.get(name, _NONE))
+                    for name in wanted
+                }
+            )
+
+        return self._factory.write(namespace, wanted, from_snapshots)
+
+    def load(self, namespace: str, name: str) -> ImageName | None:
+        """The aggregate of a name as the log has it now, or None if never
+        seen (a write that decides nothing)."""
+        loaded: list[ImageName | None] = []
+
+        def keep(images: dict[str, ImageName | None]) -> list[ImageName.Event]:
+            loaded.append(images[name])
+            return []
+
+        self.write(namespace, [name], keep)
+        return loaded[0]
+
+    def _resume(
+        self, namespace: str, name: str, snapshot: Snapshot
+    ) -> ImageName | None:
         what = f"image {name!r} in namespace {namespace!r}"
         row, last, view_position = snapshot
-        if last and view_position < last[0].id:
+        if last and view_position < last[0][0]:
             # The view has not folded the stream's last event (it was created
             # on an existing log, or lost its position): the whole stream says.
             return self._replay(namespace, name)
@@ -121,7 +152,7 @@ class EventLog(Application[UUID]):
                 f"the current view has a row of {what}, but the log has no event "
                 f"of it; {REPAIR}",
             )
-        position = last[0].id
+        position = last[0][0]
         if isinstance(row, StoreError):
             raise IntegrityError(position, VIEW_DIFFERS, str(row)) from row
         if row is None:
@@ -131,12 +162,9 @@ class EventLog(Application[UUID]):
                 f"the log has events of {what}, but the current view has no row "
                 f"of it; {REPAIR}",
             )
-        decode = self._factory.mapper_instance.to_domain_event
-        events = [decode(notification) for notification in last]
+        before = last[1][1] if len(last) > 1 else None
         try:
-            image = Image.resume(
-                events[0], events[1] if len(events) > 1 else None, row.image.created_at
-            )
+            image = ImageName.resume(last[0][1], before, row.image.created_at)
         except (BrokenRule, ImmutableImage) as e:
             raise IntegrityError(position, RULE_BROKEN, f"{what}: {e}") from e
         differences = _differences(row, image)
@@ -149,7 +177,7 @@ class EventLog(Application[UUID]):
             )
         return image
 
-    def _replay(self, namespace: str, name: str) -> Image | None:
+    def _replay(self, namespace: str, name: str) -> ImageName | None:
         """The aggregate of a name from every event of its stream."""
         image = None
         for position, event in self.stream(namespace, name):
@@ -163,16 +191,18 @@ class EventLog(Application[UUID]):
                 ) from e
         return image
 
-    def append(self, image: Image) -> list[int]:
+    def append(self, image: ImageName) -> list[int]:
         """Save the aggregate's pending events; return their log positions.
 
         What Application.save() does for one aggregate, without its runtime
-        protocol checks (a third of a write's CPU time) or snapshot and
+        protocol checks (costly on the hot path) or snapshot and
         notification hooks, which this application does not use.
         """
-        return self.append_events(cast(Sequence[Image.Event], image.collect_events()))
+        return self.append_events(
+            cast(Sequence[ImageName.Event], image.collect_events())
+        )
 
-    def append_events(self, events: Sequence[Image.Event]) -> list[int]:
+    def append_events(self, events: Sequence[ImageName.Event]) -> list[int]:
         """Save events of any images, in this order, in one transaction.
 
         Raises RecordConflictError, and saves none of them, if another writer
@@ -184,7 +214,7 @@ class EventLog(Application[UUID]):
         assert positions is not None and len(positions) == len(stored)
         return list(positions)
 
-    def to_stored(self, events: Iterable[Image.Event]) -> list[StoredEvent]:
+    def to_stored(self, events: Iterable[ImageName.Event]) -> list[StoredEvent]:
         """The events as they would be stored (their state is what the chain
         hashes), each holding no more memory than its bytes need."""
         stored = []
@@ -204,7 +234,7 @@ class EventLog(Application[UUID]):
         return stored
 
     def append_to_empty(
-        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[Image.Event]]]
+        self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[ImageName.Event]]]
     ) -> int:
         """Save pages of events (each as stored and as domain events), in this
         order, in one transaction, only into an empty log: LogNotEmpty, and
@@ -215,7 +245,7 @@ class EventLog(Application[UUID]):
         """
         return self._factory.recorder.insert_into_empty(pages)
 
-    def stream(self, namespace: str, name: str) -> list[tuple[int, Image.Event]]:
+    def stream(self, namespace: str, name: str) -> list[tuple[int, ImageName.Event]]:
         """Every event of one name, oldest first, with its log position."""
         notifications = self._factory.recorder.select_stream(image_id(namespace, name))
         decode = self._factory.mapper_instance.to_domain_event
@@ -223,7 +253,7 @@ class EventLog(Application[UUID]):
 
     def read(
         self, *, after: int = 0, until: int | None = None
-    ) -> Iterator[tuple[int, Image.Event]]:
+    ) -> Iterator[tuple[int, ImageName.Event]]:
         """Events after position `after` up to `until` (inclusive), in log order."""
         decode = self._factory.mapper_instance.to_domain_event
         while True:
@@ -238,7 +268,7 @@ class EventLog(Application[UUID]):
 
     def rebuild_views(self, progress: Progress | None = None) -> int:
         """Refold every view from the log in one pass (see
-        live_views.rebuild_views); return the number of events folded."""
+        storage.rebuild_views); return the number of events folded."""
         return self._factory.rebuild(progress)
 
     def head(self) -> int:
@@ -263,9 +293,16 @@ class EventLog(Application[UUID]):
 
 
 REPAIR = "`imageledger rebuild` refolds the views from the log"
+_NONE = Snapshot(None, [], 0)  # a name the backend found nothing of
 
 
-def _differences(row: CurrentImage, image: Image) -> str:
+def _shown(value: object) -> str:
+    """A value as a refusal shows it, at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _differences(row: CurrentImage, image: ImageName) -> str:
     """What the view's row says otherwise than the log's aggregate."""
     viewed = row.image
     pairs = (
@@ -278,8 +315,97 @@ def _differences(row: CurrentImage, image: Image) -> str:
         ("created_at", viewed.created_at, image.created_at),
     )
     return "; ".join(
-        f"{field} is {shown_value(in_view)} in the view, "
-        f"{shown_value(in_log)} in the log"
+        f"{field} is {_shown(in_view)} in the view, " f"{_shown(in_log)} in the log"
         for field, in_view, in_log in pairs
         if in_view != in_log
     )
+
+
+# Where a store lives: its location (SQLite path or PostgreSQL URL) and lock
+# timeout, checked and turned into the factory that opens it.
+
+DEFAULT_DB = "imageledger.db"
+# SQLite keeps the busy timeout as an int of milliseconds; a day is plenty.
+MAX_LOCK_TIMEOUT = 86_400
+
+
+def open_factory(
+    location: str | os.PathLike[str] | None, lock_timeout: float | None
+) -> StoreFactory:
+    """The factory of the store at `location` (see ImageStore.open)."""
+    if location is None:
+        location = os.environ.get("IMAGELEDGER_DB") or DEFAULT_DB
+    text = location_text(location)
+    postgres = is_postgres_url(text)
+    if "://" in text and not postgres:
+        raise StoreError(
+            f"cannot open {redact_url(text)!r}: only SQLite file paths and "
+            "postgresql:// URLs are supported"
+        )
+    timeout = lock_timeout_seconds(lock_timeout)
+    with storage_errors():
+        if postgres:
+            return _postgres_factory(text, timeout)
+        return LedgerSQLiteFactory(Path(text), lock_timeout=timeout)
+
+
+def lock_timeout_seconds(value: float | None) -> float:
+    if value is None:
+        text = os.environ.get("IMAGELEDGER_LOCK_TIMEOUT")
+        if not text:
+            return DEFAULT_LOCK_TIMEOUT
+        try:
+            value = float(text)
+        except ValueError:
+            raise InvalidArgument(
+                "IMAGELEDGER_LOCK_TIMEOUT", f"{shown(text)} is not a number of seconds"
+            ) from None
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_LOCK_TIMEOUT  # also refuses nan
+    ):
+        raise InvalidArgument(
+            "lock_timeout", f"must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT}"
+        )
+    return float(value)
+
+
+def location_text(location: object) -> str:
+    if not isinstance(location, (str, os.PathLike)):
+        raise InvalidArgument(
+            "location", f"must be a path, not {type(location).__name__}"
+        )
+    text = os.fspath(location)
+    if not isinstance(text, str) or not text:
+        raise InvalidArgument("location", "must be a non-empty text path")
+    if "\x00" in text:
+        raise InvalidArgument("location", "must not contain NUL characters")
+    try:
+        os.fsencode(text)  # lone surrogates other than undecodable bytes
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            "location", "is not a file name this system can encode"
+        ) from None
+    return text
+
+
+def is_postgres_url(location: str) -> bool:
+    """Whether `location` is meant as a PostgreSQL URL: `postgresql:` or
+    `postgres:` and anything after (a URL missing a slash is refused as a URL,
+    not created as a file of that name)."""
+    scheme, sep, _ = location.partition(":")
+    return bool(sep) and scheme.lower() in ("postgresql", "postgres")
+
+
+def _postgres_factory(url: str, lock_timeout: float) -> StoreFactory:
+    # Imported here: SQLite users and the command line's start-up never load
+    # psycopg, and the base install works without the postgres extra.
+    try:
+        from imageledger.infrastructure.postgres import LedgerPostgresFactory
+    except ImportError as e:
+        raise StoreError(
+            f"cannot open {redact_url(url)!r}: PostgreSQL support is not installed "
+            f"({e}); install it with: pip install 'imageledger[postgres]'"
+        ) from e
+    return LedgerPostgresFactory(url, lock_timeout=lock_timeout)

@@ -33,14 +33,14 @@ import orjson
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.errors import InvalidArgument
-from imageledger.domain.image import Image, image_id
+from imageledger.domain.image import ImageName, image_id
 from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
 from imageledger.domain.names import validate_name, validate_namespace
 from imageledger.infrastructure.hash_chain import HEAD_PREFIX
 
-KINDS: dict[str, type[Image.Event]] = {
-    "registered": Image.Registered,
-    "deleted": Image.Deleted,
+KINDS: dict[str, type[ImageName.Event]] = {
+    "registered": ImageName.Registered,
+    "deleted": ImageName.Deleted,
 }
 KEYS = (
     "position",
@@ -71,7 +71,7 @@ _CHAIN = re.compile(re.escape(HEAD_PREFIX) + "[0-9a-f]{64}", re.ASCII)
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
-def extra_fields(kind: type[Image.Event]) -> dict[str, dataclasses.Field[Any]]:
+def extra_fields(kind: type[ImageName.Event]) -> dict[str, dataclasses.Field[Any]]:
     """The fields of an event class beyond those the format names (flags added
     to an event later): written when not at their default, read back as given."""
     return {
@@ -81,9 +81,9 @@ def extra_fields(kind: type[Image.Event]) -> dict[str, dataclasses.Field[Any]]:
     }
 
 
-def encode_line(position: int, event: Image.Event, link: bytes | None) -> bytes:
+def encode_line(position: int, event: ImageName.Event, link: bytes | None) -> bytes:
     """One line of the history file (with its newline) for `event` at `position`."""
-    registered = event if isinstance(event, Image.Registered) else None
+    registered = event if isinstance(event, ImageName.Registered) else None
     record: dict[str, Any] = {
         "position": position,
         "namespace": event.namespace,
@@ -119,7 +119,7 @@ class HistoryLine:
 
     number: int
     position: int
-    event: Image.Event
+    event: ImageName.Event
     chain: bytes | None
 
 
@@ -206,7 +206,7 @@ def _decode(number: int, record: dict[str, Any]) -> HistoryLine:
         "actor": validate_actor(record["actor"]),
         "reason": validate_reason(record["reason"]),
     }
-    if issubclass(kind, Image.Registered):
+    if issubclass(kind, ImageName.Registered):
         fields["target"] = Descriptor.from_oci(record["target"])
         if not isinstance(record["labels"], dict):
             raise InvalidArgument("labels", "must be an object of strings")

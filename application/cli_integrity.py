@@ -1,56 +1,16 @@
-"""The commands on the log as a whole: replay, rebuild, checkpoint, verify."""
+"""The integrity commands: checkpoint, verify, and rebuild (the repair of views)."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 import click
 
 from imageledger.cli_context import (
-    WHEN,
     Settings,
-    echo_lines,
+    document,
     flag_names,
     pass_settings,
-)
-from imageledger.cli_render import (
-    LIST_COLUMNS,
-    document,
-    image_json,
-    image_row,
-    json_line,
     progress,
-    table,
 )
-
-
-@click.command()
-@click.option(
-    "--until", type=WHEN, help="Fold only the events at or before this point."
-)
-@pass_settings
-def replay(settings: Settings, until: int | datetime | None) -> None:
-    """Print the images folded from the raw log (up to WHEN with --until).
-
-    Ignores every view; the output has the form of `list`, so the two can be
-    compared (and `replay --until WHEN` with `as-of WHEN`). WHEN is a log
-    position or an RFC 3339 timestamp or date.
-
-    \b
-    Examples:
-      diff <(imageledger list) <(imageledger replay) && echo "view matches the log"
-      imageledger replay --until 2026-11-27T09:00:00Z
-    """
-    with settings.store() as store, progress("replaying") as report:
-        state = store.replay(until, progress=report)
-    images = sorted(
-        (image for (ns, _), image in state.items() if ns == settings.namespace),
-        key=lambda image: image.name,
-    )
-    if settings.json:
-        echo_lines(json_line(image_json(image)) for image in images)
-    else:
-        echo_lines(table(LIST_COLUMNS, (image_row(image) for image in images)))
 
 
 @click.command()
