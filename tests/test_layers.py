@@ -134,20 +134,18 @@ def test_the_layers_are_flat_folders_without_subpackages() -> None:
         assert [p.name for p in folders if p.name != "__pycache__"] == []
 
 
-INFRASTRUCTURE = str(ROOT / "infrastructure") + "/"
-
-
 def entries_into_infrastructure(call: Callable[[], object]) -> list[str]:
-    """The functions of infrastructure/ that `call` calls from outside it."""
+    """The functions of imageledger.infrastructure that `call` calls from the
+    outer layers (by module name, so it holds for an installed wheel too)."""
     entered: list[str] = []
 
     def profile(frame: FrameType, event: str, arg: Any) -> None:
         if event != "call" or frame.f_back is None:
             return
-        callee = frame.f_code.co_filename
-        caller = frame.f_back.f_code.co_filename
+        callee = frame.f_globals.get("__name__", "")
+        caller = frame.f_back.f_globals.get("__name__", "")
         if _in_infrastructure(callee) and _in_outer_layers(caller):
-            entered.append(f"{Path(callee).name}:{frame.f_code.co_name}")
+            entered.append(f"{callee}:{frame.f_code.co_name}")
 
     sys.setprofile(profile)
     try:
@@ -157,19 +155,14 @@ def entries_into_infrastructure(call: Callable[[], object]) -> list[str]:
     return entered
 
 
-def _in_infrastructure(filename: str) -> bool:
-    # The editable install maps each module's file from the repository.
-    return str(Path(filename).resolve()).startswith(INFRASTRUCTURE)
+def _in_infrastructure(module: str) -> bool:
+    return module.startswith("imageledger.infrastructure.")
 
 
-def _in_outer_layers(filename: str) -> bool:
-    """Our code outside infrastructure/ (not the standard library's
-    context managers that resume a generator of ours, say)."""
-    path = str(Path(filename).resolve())
-    return any(
-        path.startswith(str(ROOT / layer) + "/")
-        for layer in ("application", "domain", "projections")
-    )
+def _in_outer_layers(module: str) -> bool:
+    """Our code outside infrastructure (not the standard library's context
+    managers that resume a generator of ours, say)."""
+    return module.startswith("imageledger.") and not _in_infrastructure(module)
 
 
 def test_one_register_enters_the_storage_layer_once(store: ImageStore) -> None:
