@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import register_args
 
 from conftest import Run, descriptor, digest, ok
 from imageledger import ImageStore
@@ -24,23 +25,6 @@ from imageledger.errors import IntegrityError, InvalidArgument
 
 Sql = Callable[[str], None]
 Select = Callable[[str], list[tuple[Any, ...]]]
-
-
-def register_args(name: str, n: int, *extra: str) -> list[str]:
-    target = descriptor(n)
-    return [
-        "register",
-        name,
-        "--digest",
-        target["digest"],
-        "--media-type",
-        target["mediaType"],
-        "--size",
-        str(target["size"]),
-        "--actor",
-        "alice",
-        *extra,
-    ]
 
 
 def events(select_sql: Select) -> int:
