@@ -26,7 +26,13 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType
 
-from imageledger.domain.errors import BrokenRule, ImmutableImage, InvalidArgument, shown
+from imageledger.domain.errors import (
+    BrokenRule,
+    ImmutableImage,
+    InvalidArgument,
+    shown,
+    shown_repr,
+)
 from imageledger.domain.image import ImageName, image_id
 from imageledger.errors import storage_errors
 from imageledger.infrastructure.errors import IntegrityError, StoreError
@@ -296,12 +302,6 @@ REPAIR = "`imageledger rebuild` refolds the views from the log"
 _NONE = Snapshot(None, [], 0)  # a name the backend found nothing of
 
 
-def _shown(value: object) -> str:
-    """A value as a refusal shows it, at most 80 characters."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _differences(row: CurrentImage, image: ImageName) -> str:
     """What the view's row says otherwise than the log's aggregate."""
     viewed = row.image
@@ -315,7 +315,8 @@ def _differences(row: CurrentImage, image: ImageName) -> str:
         ("created_at", viewed.created_at, image.created_at),
     )
     return "; ".join(
-        f"{field} is {_shown(in_view)} in the view, " f"{_shown(in_log)} in the log"
+        f"{field} is {shown_repr(in_view)} in the view, "
+        f"{shown_repr(in_log)} in the log"
         for field, in_view, in_log in pairs
         if in_view != in_log
     )

@@ -106,3 +106,10 @@ def shown(value: object, limit: int = 40) -> str:
     if value is None or isinstance(value, (bool, int, float)):
         return repr(value)
     return f"a {type(value).__name__}"
+
+
+def shown_repr(value: object, limit: int = 80) -> str:
+    """`value`'s repr as a message shows it, cut to `limit` characters (for
+    values the store read itself, such as a view's column or a descriptor)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

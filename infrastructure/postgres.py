@@ -44,7 +44,6 @@ import psycopg
 from eventsourcing.persistence import (
     Notification,
     PersistenceError,
-    ProgrammingError,
     StoredEvent,
 )
 from eventsourcing.postgres import (
@@ -94,6 +93,7 @@ from imageledger.infrastructure.storage import (
     Progress,
     Tracking,
     Wakeup,
+    apply_live_views,
     chain_rows,
     image_from_row,
     log_conditions,
@@ -474,15 +474,10 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
             self, c, stored_events, **kwargs
         )
         positions = self._fetch_ids_after_insert_events(c, stored_events, **kwargs)
-        domain_events = kwargs.get("image_events")
-        if domain_events is None or positions is None:
-            raise ProgrammingError(
-                "imageledger writes pass their domain events, so views stay current"
-            )
-        append_links(c, self.datastore.schema, previous, positions, stored_events)
-        recorded = list(zip(positions, domain_events, strict=True))
-        for view in self.live_views:
-            view.apply(c, recorded)
+        if positions is not None:
+            append_links(c, self.datastore.schema, previous, positions, stored_events)
+        apply_live_views(c, self.live_views, positions, kwargs.get("image_events"))
+        assert positions is not None  # apply_live_views raises otherwise
         return positions
 
     def _lock_and_read_last_link(self, curs: Cursor[DictRow]) -> bytes:

@@ -98,6 +98,7 @@ from imageledger.infrastructure.storage import (
     SleepOnFile,
     Tracking,
     Wakeup,
+    apply_live_views,
     chain_rows,
     image_from_row,
     log_conditions,
@@ -519,15 +520,10 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
         **kwargs: Any,
     ) -> Sequence[int] | None:
         positions = super()._insert_events(c, stored_events, **kwargs)
-        domain_events = kwargs.get("image_events")
-        if domain_events is None or positions is None:
-            raise ProgrammingError(
-                "imageledger writes pass their domain events, so views stay current"
-            )
-        append_links(c, positions, stored_events)
-        recorded = list(zip(positions, domain_events, strict=True))
-        for view in self.live_views:
-            view.apply(c, recorded)
+        if positions is not None:
+            append_links(c, positions, stored_events)
+        apply_live_views(c, self.live_views, positions, kwargs.get("image_events"))
+        assert positions is not None  # apply_live_views raises otherwise
         return positions
 
     def insert_in(

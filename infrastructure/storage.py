@@ -26,10 +26,10 @@ from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import Notification, ProgrammingError, StoredEvent
 
 from imageledger.domain.descriptor import Descriptor
-from imageledger.domain.errors import BrokenRule, ImmutableImage
+from imageledger.domain.errors import BrokenRule, ImmutableImage, shown_repr
 from imageledger.domain.image import ImageName, check_follows, image_id
 from imageledger.domain.trusted import unvalidated
 from imageledger.infrastructure.errors import IntegrityError, StoreError
@@ -359,12 +359,6 @@ def same_column(column: str, viewed: object, folded: object) -> bool:
     return False
 
 
-def shown_value(value: object) -> str:
-    """A column's value as a verify message shows it, at most 80 characters."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 # An audit-index row: the fold as storage sees it, and the WHERE clauses of
 # the queries.
 
@@ -434,6 +428,23 @@ def log_conditions(query: LogQuery, mark: str) -> tuple[list[str], list[Any]]:
 
 
 # Folding.
+
+
+def apply_live_views(
+    c: Any,
+    views: Sequence[LiveView],
+    positions: Sequence[int] | None,
+    events: Sequence[ImageName.Event] | None,
+) -> None:
+    """Fold events just inserted at `positions` into every live view, in the
+    insert's transaction `c` (the recorders' last step)."""
+    if events is None or positions is None:
+        raise ProgrammingError(
+            "imageledger writes pass their domain events, so views stay current"
+        )
+    recorded = list(zip(positions, events, strict=True))
+    for view in views:
+        view.apply(c, recorded)
 
 
 def check_not_beyond(view: str, position: int, head: int) -> None:
@@ -783,8 +794,8 @@ class CurrentViewDriver(LiveViewDriver, CurrentView):
         if viewed is None:
             return "the log made it, but it is missing from the view"
         return "; ".join(
-            f"{column} is {shown_value(viewed[i])} in the view, "
-            f"{shown_value(folded[i])} in the log"
+            f"{column} is {shown_repr(viewed[i])} in the view, "
+            f"{shown_repr(folded[i])} in the log"
             for i, column in enumerate(ALL_COLUMNS)
             if not same_column(column, viewed[i], folded[i])
         )
