@@ -105,9 +105,10 @@ class Snapshot(NamedTuple):
 class Seen:
     """What a write read of its names at its start, in its own transaction:
     their current-view rows (None: no row) and their audit rows at their
-    streams' last events (None: a new name). The live views fold the write's events from these
-    instead of reading the rows again, but only when their tracking shows they
-    reflected the whole log before the write (see LiveViewDriver.apply)."""
+    streams' last events (None: a new name). The live views fold the write's
+    events from these instead of reading the rows again, but only when their
+    tracking shows they reflected the whole log before the write (see
+    LiveViewDriver.apply)."""
 
     states: dict[tuple[str, str], CurrentImage | None]
     audit_rows: dict[tuple[str, str], AuditRow | None]
@@ -120,14 +121,11 @@ class Seen:
         states: dict[tuple[str, str], CurrentImage | None] = {}
         audit_rows: dict[tuple[str, str], AuditRow | None] = {}
         for name in names:
-            snapshot = snapshots.get(name)
+            snapshot = snapshots.get(name) or Snapshot(None, [], 0)
             key = (namespace, name)
-            if snapshot is None:  # no event and no row: a new name
-                states[key] = audit_rows[key] = None
-                continue
             if not isinstance(snapshot.row, StoreError):
                 states[key] = snapshot.row
-            if snapshot.audit is not None:
+            if snapshot.audit is not None or not snapshot.last:  # none: a new name
                 audit_rows[key] = snapshot.audit
         return cls(states, audit_rows)
 
