@@ -164,6 +164,8 @@ def _printer(as_json: bool, verbose: bool) -> Observer:
             if as_json:
                 click.echo(json_line({"status": what, **status.to_json()}))
                 return
+            if what == "unreachable":
+                return  # problem() said it
             followed = ", ".join(status.namespaces) or "all namespaces"
             click.echo(
                 printable(

@@ -108,7 +108,8 @@ class Observer:
         """An image was refused; called once per namespace and name."""
 
     def status(self, status: Status, what: str) -> None:
-        """`what` happened: "reconciled", "connected", "disconnected", "stopped"."""
+        """`what` happened: "reconciled", "connected", "disconnected",
+        "unreachable" (once per outage), "stopped"."""
 
     def problem(self, message: str) -> None:
         """containerd cannot be reached; the follower keeps trying."""
@@ -171,6 +172,7 @@ class Follower:
                     reported = False
                 if not reported:  # once per outage, not once per retry
                     self._observer.problem(f"{e}; retrying")
+                    self._observer.status(self.status, "unreachable")
                     reported = True
             if self._stopping or self._wait(delay):
                 break

@@ -394,7 +394,7 @@ class Client:
             request_serializer=_serialise,
             response_deserializer=envelope.FromString,
         )(request(filters=filters))
-        return Subscription(call, self._api)
+        return Subscription(call, self._api, self.address)
 
     def _unary(
         self,
@@ -430,8 +430,9 @@ class Subscription:
     Iteration raises ContainerdError when the stream breaks (containerd stopped)
     and ends when cancelled."""
 
-    def __init__(self, call: Any, api: Api) -> None:
+    def __init__(self, call: Any, api: Api, address: str) -> None:
         self._call = call
+        self._address = address
         # Keyed by the type's last name: 1.6 and 1.7 put them in different packages.
         self._payloads = {
             kind: api[kind] for kind in ("ImageCreate", "ImageUpdate", "ImageDelete")
@@ -464,7 +465,7 @@ class Subscription:
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.CANCELLED:
                 return
-            raise ContainerdError(_describe(e, "the event stream")) from e
+            raise ContainerdError(_describe(e, self._address)) from e
 
 
 class _NotFound(Exception):
