@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,15 +36,22 @@ def rate_row(case: str, rate: float, baseline: float, at_least: float) -> Row:
     )
 
 
-def render(rows: list[Row], printer: Callable[[str], None] = print) -> None:
-    """Print `rows` as an aligned table."""
-    header = ("case", "imageledger", "raw sqlite", "ratio", "target", "met")
+HEADER = ("case", "imageledger", "raw sqlite", "ratio", "target", "met")
+
+
+def render(
+    rows: list[Row],
+    printer: Callable[[str], None] = print,
+    header: tuple[str, str, str, str, str, str] = HEADER,
+) -> None:
+    """Print `rows` as an aligned table (a NaN ratio, for a case without a
+    baseline, shows as "-")."""
     cells = [header] + [
         (
             r.case,
             r.value,
             r.baseline,
-            f"{r.ratio:.2f}",
+            "-" if math.isnan(r.ratio) else f"{r.ratio:.2f}",
             r.target,
             _met(r.met),
         )
