@@ -104,7 +104,9 @@ def containerd(
         except InvalidArgument as e:
             raise InvalidArgument("--namespace", e.rule) from e
     try:
-        chosen_actor = validate_actor(actor or f"containerd@{socket.gethostname()}")
+        chosen_actor = validate_actor(
+            f"containerd@{socket.gethostname()}" if actor is None else actor
+        )
     except InvalidArgument as e:
         raise InvalidArgument("--actor", e.rule) from e
     api = load_api(protos)

@@ -485,3 +485,81 @@ def test_follower_without_containerd_keeps_trying_and_stops_on_sigterm(
     assert (last["connected"], last["reconciles"]) == (False, 0)
     assert stderr.startswith(f"Warning: containerd at '{socket}':")
     assert stderr.count("Warning:") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--reconcile-every", "-1"],
+            "Error: invalid --reconcile-every: must be 0 or more seconds\n",
+        ),
+        (
+            ["--namespace", "bad/ns"],
+            "Error: invalid --namespace: 'bad/ns' must be letters and digits, "
+            "optionally joined by single '.', '_' or '-'\n",
+        ),
+        (["--actor", ""], "Error: invalid --actor: must not be empty\n"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line_before_anything_runs(
+    run: Any, args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = run("follow", "containerd", "--address", str(tmp_path / "x.sock"), *args)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", message)
+
+
+def test_missing_protos_exit_1_saying_what_to_install(run: Any, tmp_path: Path) -> None:
+    result = run(
+        "follow", "containerd", env={"IMAGELEDGER_CONTAINERD_PROTOS": str(tmp_path)}
+    )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(
+        f"Error: containerd's API protos are not under '{tmp_path}': cannot read"
+    )
+    assert "golang-github-containerd-containerd-dev" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_without_json_status_and_changes_go_to_stderr(
+    location: str, containerd: Containerd, tmp_path: Path
+) -> None:
+    """People's form: one status line per step, one line per change with -v."""
+    ns = "default"
+    refs = oci_archive(tmp_path / "images.tar", {f"{APP}:1": 1})
+    containerd.ctr(ns, "images", "import", "--no-unpack", str(tmp_path / "images.tar"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELEDGER_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    process = subprocess.Popen(
+        [
+            *(str(SCRIPT), "--db", location, "follow", "containerd", "-v"),
+            *("--address", containerd.socket, "--actor", ACTOR),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        digest = refs[f"{APP}:1"]["digest"]
+        wait_history(location, f"{APP}:1", ns, last_is("registered", digest))
+        containerd.ctr(ns, "images", "rm", f"{APP}:1")
+        wait_history(location, f"{APP}:1", ns, last_is("deleted"))
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=DEADLINE)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    where = f"containerd at '{containerd.socket}' (all namespaces)"
+    assert (process.returncode, stdout) == (0, "")
+    assert stderr.splitlines() == [
+        f"registered default {APP}:1 {digest} (containerd reconcile)",
+        f"reconciled: {where}: 1 registered, 0 deleted, 0 events, 0 refused, "
+        "0 reconnects",
+        f"connected: {where}: 1 registered, 0 deleted, 0 events, 0 refused, "
+        "0 reconnects",
+        f"deleted default {APP}:1 - (containerd /images/delete)",
+        f"stopped: {where}: 1 registered, 1 deleted, 1 events, 0 refused, "
+        "0 reconnects",
+    ]
