@@ -37,6 +37,9 @@ from imageledger.projections.current_view import Image
 from imageledger.store import ImageStore
 
 RECONCILE_REASON = "containerd reconcile"
+MAX_PENDING = 10_000
+"""Events waiting to be recorded before more are dropped (and a reconcile
+made instead): a follower far behind a burst holds bounded memory."""
 BACKOFF_FIRST = 0.2
 BACKOFF_MAX = 5.0
 
@@ -78,6 +81,8 @@ class Status:
     registered: int = 0
     deleted: int = 0
     reconnects: int = 0
+    dropped: int = 0
+    """Events dropped while MAX_PENDING were waiting; a reconcile covered them."""
     refused: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -90,6 +95,7 @@ class Status:
             "registered": self.registered,
             "deleted": self.deleted,
             "reconnects": self.reconnects,
+            "dropped": self.dropped,
             "refused": len(self.refused),
             "refusedNames": [
                 {"namespace": namespace, "name": name, "problem": problem}
@@ -116,6 +122,7 @@ class Observer:
 
 
 _STOP = object()
+_BEHIND = object()
 
 
 class Follower:
@@ -137,6 +144,7 @@ class Follower:
         reconcile_every: float | None = None,
         observer: Observer | None = None,
         connect: Callable[[str, Api], Client] = Client,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._store = store
         self._api = api
@@ -146,6 +154,8 @@ class Follower:
         self._every = reconcile_every
         self._observer = observer or Observer()
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._max_pending = max_pending
+        self._behind = threading.Event()  # events dropped, no reconcile since
         self._stopping = False
         self._session = 0
         self._connected_before = False
@@ -224,7 +234,13 @@ class Follower:
     def _read(self, session: int, subscription: Any) -> None:
         try:
             for event in subscription:
-                self._inbox.put((session, event))
+                if self._inbox.qsize() < self._max_pending:
+                    self._inbox.put((session, event))
+                    continue
+                self.status.dropped += 1
+                if not self._behind.is_set():
+                    self._behind.set()
+                    self._inbox.put((session, _BEHIND))
         except ContainerdError as e:
             self._inbox.put((session, e))
             return
@@ -247,6 +263,12 @@ class Follower:
                 continue  # left over from a connection already closed
             if isinstance(payload, ContainerdError):
                 raise payload
+            if payload is _BEHIND:
+                # Every event before the marker is recorded; those dropped
+                # after it are covered by a reconcile from now on.
+                self._behind.clear()
+                self.reconcile(client)
+                continue
             self._record_event(client, payload)
 
     def _next_reconcile(self) -> float | None:

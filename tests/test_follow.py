@@ -563,3 +563,71 @@ def test_without_json_status_and_changes_go_to_stderr(
         f"stopped: {where}: 1 registered, 1 deleted, 1 events, 0 refused, "
         "0 reconnects",
     ]
+
+
+def test_a_follower_far_behind_drops_events_and_reconciles_instead(
+    location: str,
+    containerd: Containerd,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With at most one event waiting, a burst while the follower is busy
+    overflows; the dropped events are covered by a reconcile, so the ledger
+    still ends with every image."""
+    from imageledger.follow import Change, Follower, Observer
+    from imageledger.infrastructure.containerd import Client, load_api
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    api = load_api()
+    ns, count = "burst", 20
+    burst_done = threading.Event()
+
+    class Slow(Observer):
+        def changed(self, change: Change) -> None:
+            # Busy on the first change until the whole burst was dropped or queued.
+            burst_done.wait(DEADLINE)
+
+    with ImageStore.open(location) as store:
+        follower = Follower(
+            store,
+            api,
+            containerd.socket,
+            namespaces=[ns],
+            actor=ACTOR,
+            observer=Slow(),
+            max_pending=1,
+        )
+
+        def burst() -> None:
+            client = Client(containerd.socket, api)
+            try:
+                wait_for(lambda: follower.status.connected, "the follower")
+                for i in range(count):
+                    client.create(
+                        ns,
+                        f"{APP}:{i}",
+                        {
+                            "mediaType": MANIFEST,
+                            "digest": f"sha256:{i:064x}",
+                            "size": i + 1,
+                        },
+                    )
+                wait_for(lambda: follower.status.dropped > 0, "dropped events")
+                burst_done.set()
+                wait_for(lambda: _names(location, ns) == count, "every image")
+            finally:
+                client.close()
+                follower.stop()
+
+        creator = threading.Thread(target=burst)
+        creator.start()
+        status = follower.run()
+        creator.join()
+    assert status.dropped > 0
+    assert status.reconciles >= 2  # the one at start, and one for the dropped
+    assert _names(location, ns) == count
+
+
+def _names(location: str, namespace: str) -> int:
+    with ImageStore.open(location) as store:
+        return len(list(store.list(namespace=namespace)))
