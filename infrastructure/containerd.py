@@ -303,17 +303,6 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def wait_ready(self, timeout: float) -> None:
-        """Return once the socket answers; ContainerdError after `timeout` s."""
-        import grpc
-
-        try:
-            grpc.channel_ready_future(self._channel).result(timeout=timeout)
-        except grpc.FutureTimeoutError as e:
-            raise ContainerdError(
-                f"containerd does not answer at {self.address!r}"
-            ) from e
-
     def namespaces(self) -> list[str]:
         """Every namespace containerd has, sorted."""
         request = self._api["containerd.services.namespaces.v1.ListNamespacesRequest"]
