@@ -24,6 +24,8 @@ from imageledger.errors import InvalidArgument
 if TYPE_CHECKING:  # the command line starts without grpc, pydantic or the store
     from imageledger.follow import Change, Observer, Refusal, Status
 
+MAX_RECONCILE_EVERY = 604_800  # a week: longer is a typo, and timeouts overflow
+
 
 @click.group()
 def follow() -> None:
@@ -96,8 +98,11 @@ def containerd(
     from imageledger.follow import Follower
     from imageledger.infrastructure.containerd import load_api
 
-    if reconcile_every < 0:
-        raise InvalidArgument("--reconcile-every", "must be 0 or more seconds")
+    if not 0 <= reconcile_every <= MAX_RECONCILE_EVERY:  # also refuses nan
+        raise InvalidArgument(
+            "--reconcile-every",
+            f"must be 0 to {MAX_RECONCILE_EVERY:,} seconds, not {reconcile_every}",
+        )
     for namespace in namespaces:
         try:
             validate_namespace(namespace)

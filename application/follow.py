@@ -18,7 +18,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,12 +143,10 @@ class Follower:
         actor: str,
         reconcile_every: float | None = None,
         observer: Observer | None = None,
-        connect: Callable[[str, Api], Client] = Client,
         max_pending: int = MAX_PENDING,
     ) -> None:
         self._store = store
         self._api = api
-        self._connect = connect
         self._namespaces = tuple(dict.fromkeys(namespaces))
         self._actor = actor
         self._every = reconcile_every
@@ -204,7 +202,7 @@ class Follower:
     # One connection.
 
     def _follow_once(self) -> None:
-        client = self._connect(self.status.address, self._api)
+        client = Client(self.status.address, self._api)
         self._session += 1
         session = self._session
         subscription = None

@@ -492,7 +492,15 @@ def test_follower_without_containerd_keeps_trying_and_stops_on_sigterm(
     [
         (
             ["--reconcile-every", "-1"],
-            "Error: invalid --reconcile-every: must be 0 or more seconds\n",
+            "Error: invalid --reconcile-every: must be 0 to 604,800 seconds, not -1.0\n",
+        ),
+        (
+            ["--reconcile-every", "nan"],
+            "Error: invalid --reconcile-every: must be 0 to 604,800 seconds, not nan\n",
+        ),
+        (
+            ["--reconcile-every", "1e300"],
+            "Error: invalid --reconcile-every: must be 0 to 604,800 seconds, not 1e+300\n",
         ),
         (
             ["--namespace", "bad/ns"],
