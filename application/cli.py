@@ -29,6 +29,7 @@ from imageledger.cli_context import (
     Settings,
     error_line,
 )
+from imageledger.cli_follow import follow
 from imageledger.cli_images import delete, get, history, list_images, register
 from imageledger.cli_integrity import checkpoint, rebuild, verify
 from imageledger.cli_transfer import (
@@ -120,6 +121,7 @@ for _command in (log, as_of, where, diff):
     cli.add_command(_command)
 cli.add_command(import_layout)
 cli.add_command(export_layout)
+cli.add_command(follow)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

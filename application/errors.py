@@ -7,6 +7,7 @@
     - ImmutableImage: a write would move, or delete without force, an immutable name
   - StoreError: cannot open, busy past the timeout, disk full, damaged, newer schema
   - IntegrityError: verification failed
+  - ContainerdError: containerd cannot be reached, or its API cannot be loaded
 
 And the one place driver errors become StoreError, with a message written for
 the user (the cause stays chained, so a debugger still sees it).
@@ -25,10 +26,15 @@ from imageledger.domain.errors import (
     ImmutableImage,
     InvalidArgument,
 )
-from imageledger.infrastructure.errors import IntegrityError, StoreError
+from imageledger.infrastructure.errors import (
+    ContainerdError,
+    IntegrityError,
+    StoreError,
+)
 
 __all__ = [
     "Conflict",
+    "ContainerdError",
     "ImageLedgerError",
     "ImageNotFound",
     "ImmutableImage",

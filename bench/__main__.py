@@ -71,6 +71,15 @@ def main() -> None:
         from bench import postgres
 
         _render_postgres(postgres.run(args.postgres, min(2000, max(200, scale // 100))))
+    # follow containerd's lag under a burst: its own table (grpc only here).
+    from bench import follow
+
+    print("\nfollow containerd (bench/follow.py):")
+    skipped = follow.missing()
+    if skipped:
+        print(f"  skipped: {skipped}")
+    else:
+        render(follow.run(), header=follow.HEADER)
     print(f"\n--scale {scale}: {time.perf_counter() - started:.0f} s")
 
 

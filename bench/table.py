@@ -7,6 +7,7 @@ lowest, which is the one a target is judged by.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -84,22 +85,31 @@ def in_turns(
     return rates
 
 
-def render(rows: list[Row], printer: Callable[[str], None] = print) -> None:
-    """Print `rows` as an aligned table."""
-    header = ("case", "imageledger", "raw sqlite", "ratio", "min", "target", "met")
-    cells = [header] + [
+HEADER = ("case", "imageledger", "raw sqlite", "ratio", "target", "met")
+"""The columns (a "min" column is printed after "ratio")."""
+
+
+def render(
+    rows: list[Row],
+    printer: Callable[[str], None] = print,
+    header: tuple[str, str, str, str, str, str] = HEADER,
+) -> None:
+    """Print `rows` as an aligned table (a NaN ratio, for a case without a
+    baseline, shows as "-")."""
+    columns = (*header[:4], "min", *header[4:])
+    cells = [columns] + [
         (
             r.case,
             r.value,
             r.baseline,
-            f"{r.ratio:.2f}",
+            "-" if math.isnan(r.ratio) else f"{r.ratio:.2f}",
             "-" if r.least is None else f"{r.least:.2f}",
             r.target,
             _met(r.met),
         )
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     for line in cells:
         printer(
             "  ".join(

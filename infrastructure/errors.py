@@ -33,3 +33,7 @@ class IntegrityError(ImageLedgerError):
         self.position = position
         self.problem = problem
         self.detail = detail
+
+
+class ContainerdError(ImageLedgerError):
+    """containerd cannot be reached, or its API cannot be loaded or read."""

@@ -43,6 +43,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
         "eventsourcing",
         "orjson",
         "psycopg",  # the postgres extra; imported only when a URL is opened
+        # the containerd extra; imported only by follow containerd
+        "grpc",
+        "grpc_tools",
+        "google.protobuf",
     ),
 }
 SOURCES = sorted(
