@@ -41,6 +41,7 @@ from imageledger.cli_context import (
     terminal_safe_json,
 )
 from imageledger.domain.labels import validate_actor
+from imageledger.domain.names import DEFAULT_NAMESPACE, validate_namespace
 from imageledger.errors import (
     Conflict,
     ImageLedgerError,
@@ -49,6 +50,7 @@ from imageledger.errors import (
     InvalidArgument,
     StoreError,
 )
+from imageledger.notifications import events_of, record_envelope
 from imageledger.openapi import openapi_document
 
 if TYPE_CHECKING:
@@ -334,7 +336,12 @@ def create_app(
 
     app = Starlette(
         routes=routes,
-        exception_handlers={Exception: _error_response},
+        exception_handlers={
+            HttpError: _error_response,
+            ImageLedgerError: _error_response,
+            HTTPException: _error_response,
+            Exception: _error_response,  # the last resort: logged, answered 500
+        },
     )
     app.state.service = service
     return app
@@ -560,6 +567,26 @@ async def _events(service: Service, request: Request, caller: Caller) -> Respons
     )
 
 
+async def _notifications(
+    service: Service, request: Request, caller: Caller
+) -> Response:
+    """A Distribution notification envelope (see notifications.py)."""
+    query = request.query_params
+    namespace = query.get("namespace", DEFAULT_NAMESPACE)
+    registry = query.get("registry") or None
+    events = events_of(await service.json_body(request))
+    report = await run_in_threadpool(
+        lambda: record_envelope(
+            service.store,
+            events,
+            namespace=validate_namespace(namespace),
+            registry=registry,
+            actor=caller.name,
+        )
+    )
+    return json_response(report.as_json())
+
+
 async def _openapi(service: Service, request: Request, caller: Caller) -> Response:
     return json_response(openapi_document())
 
@@ -635,4 +662,5 @@ ROUTES: list[tuple[str, str, Scope | None, Endpoint]] = [
     ("/v1/checkpoint", "GET", "read", _checkpoint),
     ("/v1/verify", "POST", "read", _verify),
     ("/v1/events", "GET", "read", _events),
+    ("/v1/notifications/distribution", "POST", "write", _notifications),
 ]

@@ -3,14 +3,18 @@ loopback port, on SQLite and PostgreSQL (the `location` fixture)."""
 
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import SCRIPT
-from serving import READ, WRITE, Server, serving, write_tokens
+from conftest import SCRIPT, digest
+from imageledger import ImageStore
+from serving import READ, WRITE, Server, image_path, serving, write_tokens
 
 
 @pytest.fixture
@@ -75,3 +79,363 @@ def test_missing_and_unknown_tokens_are_401_and_read_tokens_cannot_write(
         }
     }
     assert server.call("GET", path, token=WRITE).status == 404
+
+
+# Images: register, get, list, delete, history.
+
+NAME = "registry.example/team/app:1.0"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def target(n: int) -> dict[str, object]:
+    return {"mediaType": MANIFEST, "digest": digest(n), "size": 1000 + n}
+
+
+def test_put_registers_and_get_returns_the_image_with_its_version_as_etag(
+    server: Server,
+) -> None:
+    reply = server.call(
+        "PUT",
+        image_path(NAME),
+        body={"target": target(1), "labels": {"team": "web"}, "reason": "release"},
+        token=WRITE,
+    )
+    assert reply.status == 200
+    put = reply.json()
+    assert (put["name"], put["target"], put["labels"], put["version"]) == (
+        NAME,
+        target(1),
+        {"team": "web"},
+        1,
+    )
+    assert reply.headers["etag"] == '"1"'
+    got = server.call("GET", image_path(NAME), token=READ)
+    assert (got.status, got.json(), got.headers["etag"]) == (200, put, '"1"')
+
+
+def test_the_token_name_is_the_actor_of_every_write(server: Server) -> None:
+    server.call("PUT", image_path(NAME), body={"target": target(1)}, token=WRITE)
+    server.call("DELETE", image_path(NAME) + "?reason=gone", token=WRITE)
+    entries = server.call(
+        "GET", f"/v1/namespaces/default/history/{NAME}", token=READ
+    ).json()["entries"]
+    assert [(e["kind"], e["actor"], e["reason"]) for e in entries] == [
+        ("registered", "ci-bot", None),
+        ("deleted", "ci-bot", "gone"),
+    ]
+
+
+def test_a_body_cannot_claim_another_actor(server: Server) -> None:
+    reply = server.call(
+        "PUT",
+        image_path(NAME),
+        body={"target": target(1), "actor": "someone-else"},
+        token=WRITE,
+    )
+    assert (reply.status, reply.json()["error"]) == (
+        400,
+        {"code": "invalid_argument", "message": "invalid body: unknown field 'actor'"},
+    )
+
+
+def test_without_a_token_file_the_actor_is_anonymous(location: str) -> None:
+    with serving(location) as running:
+        assert (
+            running.call("PUT", image_path(NAME), body={"target": target(1)}).status
+            == 200
+        )
+        entries = running.call("GET", f"/v1/namespaces/default/history/{NAME}").json()
+    assert [e["actor"] for e in entries["entries"]] == ["anonymous"]
+
+
+def test_if_none_match_creates_only_and_if_match_writes_only_at_that_version(
+    server: Server,
+) -> None:
+    create = {"If-None-Match": "*"}
+    assert (
+        server.call(
+            "PUT",
+            image_path(NAME),
+            body={"target": target(1)},
+            token=WRITE,
+            headers=create,
+        ).status
+        == 200
+    )
+    again = server.call(
+        "PUT", image_path(NAME), body={"target": target(2)}, token=WRITE, headers=create
+    )
+    assert (again.status, again.json()["error"]["code"]) == (409, "conflict")
+    assert again.json()["error"]["message"] == (
+        f'image "{NAME}" already exists in namespace "default" (version 1)'
+    )
+    stale = server.call(
+        "PUT",
+        image_path(NAME),
+        body={"target": target(2)},
+        token=WRITE,
+        headers={"If-Match": '"7"'},
+    )
+    assert stale.status == 409
+    moved = server.call(
+        "PUT",
+        image_path(NAME),
+        body={"target": target(2)},
+        token=WRITE,
+        headers={"If-Match": '"1"'},
+    )
+    assert (moved.status, moved.json()["version"]) == (200, 2)
+    late = server.call(
+        "DELETE", image_path(NAME), token=WRITE, headers={"If-Match": '"1"'}
+    )
+    assert late.status == 409
+    assert server.call("GET", image_path(NAME), token=READ).json()["version"] == 2
+
+
+def test_delete_answers_204_and_if_digest_deletes_only_that_target(
+    server: Server,
+) -> None:
+    server.call("PUT", image_path(NAME), body={"target": target(1)}, token=WRITE)
+    other = server.call(
+        "DELETE", image_path(NAME) + f"?if_digest={digest(2)}", token=WRITE
+    )
+    assert (other.status, other.json()["error"]["code"]) == (404, "not_found")
+    done = server.call(
+        "DELETE", image_path(NAME) + f"?if_digest={digest(1)}", token=WRITE
+    )
+    assert (done.status, done.body) == (204, b"")
+    gone = server.call("GET", image_path(NAME), token=READ)
+    assert gone.json() == {
+        "error": {
+            "code": "not_found",
+            "message": f'image "{NAME}" not found in namespace "default"',
+        }
+    }
+
+
+def test_an_immutable_name_is_a_409_and_force_deletes_it(server: Server) -> None:
+    body = {"target": target(1), "immutable": True}
+    assert server.call("PUT", image_path(NAME), body=body, token=WRITE).status == 200
+    moved = server.call(
+        "PUT", image_path(NAME), body={"target": target(2)}, token=WRITE
+    )
+    assert (moved.status, moved.json()["error"]["code"]) == (409, "conflict")
+    refused = server.call("DELETE", image_path(NAME), token=WRITE)
+    assert refused.status == 409
+    assert (
+        server.call("DELETE", image_path(NAME) + "?force=true", token=WRITE).status
+        == 204
+    )
+
+
+def test_list_applies_filters_and_repeated_filters_are_or(server: Server) -> None:
+    for n, (name, team) in enumerate([("a:1", "web"), ("b:1", "db"), ("c:1", "ops")]):
+        body = {"target": target(n), "labels": {"team": team}}
+        assert (
+            server.call("PUT", image_path(name), body=body, token=WRITE).status == 200
+        )
+
+    def names(query: str) -> list[str]:
+        reply = server.call("GET", f"/v1/namespaces/default/images{query}", token=READ)
+        assert reply.status == 200, reply.body
+        return [image["name"] for image in reply.json()["images"]]
+
+    assert names("") == ["a:1", "b:1", "c:1"]
+    assert names("?filter=labels.team==web") == ["a:1"]
+    assert names("?filter=labels.team==web&filter=name==c:1") == ["a:1", "c:1"]
+    assert names("?filter=labels.team!=web,labels.team!=db") == ["c:1"]
+    bad = server.call(
+        "GET", "/v1/namespaces/default/images?filter=labels.team===", token=READ
+    )
+    assert (bad.status, bad.json()["error"]["code"]) == (400, "invalid_argument")
+    assert names("").__len__() == 3
+
+
+def test_names_with_slashes_and_percent_encoding_reach_the_same_image(
+    server: Server,
+) -> None:
+    name = "docker.io/library/alpine@" + digest(5)
+    assert (
+        server.call(
+            "PUT", image_path(name), body={"target": target(5)}, token=WRITE
+        ).status
+        == 200
+    )
+    encoded = "/v1/namespaces/default/images/docker.io%2Flibrary%2Falpine%40" + digest(
+        5
+    ).replace(":", "%3A")
+    assert server.call("GET", encoded, token=READ).json()["name"] == name
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "code"),
+    [
+        (
+            "PUT",
+            "/v1/namespaces/default/images/app:1",
+            b"{not json",
+            {},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "PUT",
+            "/v1/namespaces/default/images/app:1",
+            {"labels": {}},
+            {},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "PUT",
+            "/v1/namespaces/default/images/app:1",
+            ["a list"],
+            {},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "PUT",
+            "/v1/namespaces/default/images/app:1",
+            {"target": {"mediaType": MANIFEST, "digest": "sha256:xyz", "size": 1}},
+            {},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "PUT",
+            "/v1/namespaces/default/images/UPPER:1",
+            None,
+            {},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "PUT",
+            "/v1/namespaces/bad%20ns/images/app:1",
+            None,
+            {},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "PUT",
+            "/v1/namespaces/default/images/app:1",
+            None,
+            {"If-Match": "seven"},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "PUT",
+            "/v1/namespaces/default/images/app:1",
+            None,
+            {"If-Match": '"1"', "If-None-Match": "*"},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "DELETE",
+            "/v1/namespaces/default/images/app:1?force=maybe",
+            None,
+            {},
+            400,
+            "invalid_argument",
+        ),
+        (
+            "DELETE",
+            "/v1/namespaces/default/images/app:1?if_digest=nope",
+            None,
+            {},
+            400,
+            "invalid_argument",
+        ),
+        ("DELETE", "/v1/namespaces/default/images/app:1", None, {}, 404, "not_found"),
+        ("GET", "/v1/namespaces/default/history/app:1", None, {}, 404, "not_found"),
+        ("GET", "/v1/log?after=-1", None, {}, 400, "invalid_argument"),
+        ("GET", "/v1/log?kind=moved", None, {}, 400, "invalid_argument"),
+        ("GET", "/v1/diff?a=0", None, {}, 400, "invalid_argument"),
+        (
+            "GET",
+            "/v1/namespaces/default/as-of/yesterday/images",
+            None,
+            {},
+            400,
+            "invalid_argument",
+        ),
+        ("GET", "/v1/where/sha256:short", None, {}, 400, "invalid_argument"),
+        ("POST", "/v1/verify?checkpoint=1:nothex", None, {}, 400, "invalid_argument"),
+        ("GET", "/v1/events?after=x", None, {}, 400, "invalid_argument"),
+        ("GET", "/v1/nothing-here", None, {}, 404, "not_found"),
+        ("POST", "/healthz", None, {}, 405, "method_not_allowed"),
+    ],
+)
+def test_bad_requests_are_answered_with_a_json_error_and_write_nothing(
+    server: Server,
+    method: str,
+    path: str,
+    body: object,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    if body is None and method == "PUT":
+        body = {"target": target(1)}
+    reply = server.call(method, path, body=body, token=WRITE, headers=headers)
+    assert (reply.status, reply.json()["error"]["code"]) == (status, code), reply.body
+    assert reply.headers["content-type"] == "application/json"
+    assert server.call("GET", "/v1/checkpoint", token=READ).json()["position"] == 0
+
+
+def test_a_body_over_the_cap_is_413_and_writes_nothing(
+    location: str, tmp_path: Path
+) -> None:
+    with serving(location, "--max-body", "200") as running:
+        big = {"target": target(1), "reason": "x" * 300}
+        reply = running.call("PUT", image_path(NAME), body=big)
+        assert reply.status == 413
+        assert reply.json() == {
+            "error": {
+                "code": "too_large",
+                "message": "the request body is larger than 200 bytes",
+            }
+        }
+        # Without Content-Length (chunked), the cap holds as the body is read.
+        connection = running.connection()
+        connection.putrequest("PUT", image_path(NAME))
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        chunk = json.dumps(big).encode()
+        connection.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk))
+        assert connection.getresponse().status == 413
+        connection.close()
+        small = running.call("PUT", image_path(NAME), body={"target": target(1)})
+        assert small.status == 200
+        assert running.call("GET", "/v1/checkpoint").json()["position"] == 1
+
+
+def test_a_busy_store_is_503_unavailable(tmp_path: Path) -> None:
+    db = tmp_path / "busy.db"
+    ImageStore.open(db).close()
+    with serving(str(db), env={"IMAGELEDGER_LOCK_TIMEOUT": "0.2"}) as running:
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            reply = running.call("PUT", image_path(NAME), body={"target": target(1)})
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert (reply.status, reply.json()["error"]["code"]) == (503, "unavailable")
+        assert reply.json()["error"]["message"].startswith("database is busy")
+        assert (
+            running.call("PUT", image_path(NAME), body={"target": target(1)}).status
+            == 200
+        )
+
+
+def test_a_damaged_view_is_a_500_integrity_error(location: str, run_sql: Any) -> None:
+    with serving(location) as running:
+        running.call("PUT", image_path(NAME), body={"target": target(1)})
+        run_sql("DELETE FROM images")
+        reply = running.call("POST", "/v1/verify")
+        assert (reply.status, reply.json()["error"]["code"]) == (500, "integrity")
