@@ -202,8 +202,11 @@ def _parse(raw: object, registry: str | None, actor: str) -> _Event | None:
     request = _mapping(raw.get("request"))
     url = target.get("url")
     media_type = target.get("mediaType")
-    manifest = (isinstance(url, str) and "/manifests/" in url) or (
-        isinstance(media_type, str) and "manifest" in media_type
+    # A delete names no media type: by tag it is a tag's, by digest a
+    # manifest's or a blob's (no name points at a blob: nothing to delete).
+    manifest = action == "delete" or (
+        (isinstance(url, str) and "/manifests/" in url)
+        or (isinstance(media_type, str) and "manifest" in media_type)
     )
     if action not in ("push", "delete") or not manifest:
         return None
