@@ -35,9 +35,13 @@ def rate_row(case: str, rate: float, baseline: float, at_least: float) -> Row:
     )
 
 
-def render(rows: list[Row], printer: Callable[[str], None] = print) -> None:
-    """Print `rows` as an aligned table."""
-    header = ("case", "imageledger", "raw sqlite", "ratio", "target", "met")
+def render(
+    rows: list[Row],
+    printer: Callable[[str], None] = print,
+    baseline: str = "raw sqlite",
+) -> None:
+    """Print `rows` as an aligned table; `baseline` heads the baseline's column."""
+    header = ("case", "imageledger", baseline, "ratio", "target", "met")
     cells = [header] + [
         (
             r.case,
