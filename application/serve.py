@@ -11,6 +11,7 @@ command line's `--json` shapes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -22,12 +23,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import click
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -59,6 +59,10 @@ if TYPE_CHECKING:
     from imageledger.store import ImageStore
 
 Scope = Literal["read", "write"]
+T = TypeVar("T")
+
+WORKERS = 8
+"""Store calls running at once (the PostgreSQL pool holds ten connections)."""
 
 MAX_BODY = 1024 * 1024
 """The default cap on a request body, in bytes (`serve --max-body`)."""
@@ -245,6 +249,17 @@ class Service:
     tokens: Tokens | None
     max_body: int
     closing: threading.Event
+    _limiter: anyio.CapacityLimiter | None = None
+
+    async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`call(*args, **kwargs)` in a worker thread, at most WORKERS at once:
+        a PostgreSQL store's pool has as many connections (and one to spare),
+        so a burst of requests waits here rather than for a connection."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(WORKERS)
+        return await anyio.to_thread.run_sync(
+            functools.partial(call, *args, **kwargs), limiter=self._limiter
+        )
 
     def caller(self, request: Request, scope: Scope) -> Caller:
         """The caller of `request`, allowed `scope`; else 401 or 403."""
@@ -356,7 +371,7 @@ _IMAGE_FIELDS = frozenset(("target", "labels", "immutable", "reason"))
 
 
 async def _healthz(service: Service, request: Request, caller: Caller) -> Response:
-    await run_in_threadpool(service.store.checkpoint)
+    await service.run(service.store.checkpoint)
     return json_response({"status": "ok"})
 
 
@@ -368,11 +383,11 @@ async def _list_images(service: Service, request: Request, caller: Caller) -> Re
         images = service.store.list(*filters, namespace=namespace)
         return [image_json(image) for image in images]
 
-    return json_response({"images": await run_in_threadpool(listed)})
+    return json_response({"images": await service.run(listed)})
 
 
 async def _get_image(service: Service, request: Request, caller: Caller) -> Response:
-    image = await run_in_threadpool(
+    image = await service.run(
         service.store.get,
         request.path_params["name"],
         namespace=request.path_params["ns"],
@@ -390,7 +405,7 @@ async def _put_image(service: Service, request: Request, caller: Caller) -> Resp
     if "target" not in body:
         raise InvalidArgument("body", "'target' (a descriptor) is required")
     expect = _expect(request, allow_absent=True)
-    image = await run_in_threadpool(
+    image = await service.run(
         lambda: service.store.register(
             request.path_params["name"],
             body["target"],
@@ -409,7 +424,7 @@ async def _delete_image(service: Service, request: Request, caller: Caller) -> R
     query = request.query_params
     force = _flag(query.get("force"), "force")
     expect = _expect(request, allow_absent=False)
-    await run_in_threadpool(
+    await service.run(
         lambda: service.store.delete(
             request.path_params["name"],
             namespace=request.path_params["ns"],
@@ -430,7 +445,7 @@ async def _history(service: Service, request: Request, caller: Caller) -> Respon
         )
         return [entry_json(entry) for entry in found]
 
-    return json_response({"entries": await run_in_threadpool(entries)})
+    return json_response({"entries": await service.run(entries)})
 
 
 async def _log(service: Service, request: Request, caller: Caller) -> Response:
@@ -453,7 +468,7 @@ async def _log(service: Service, request: Request, caller: Caller) -> Response:
         return list(store.log(after=after, limit=size, **arguments))
 
     # The first page is read before answering, so that a bad argument is a 400.
-    first = await run_in_threadpool(page, after, limit)
+    first = await service.run(page, after, limit)
 
     async def lines() -> AsyncIterator[str]:
         entries, left = first, limit
@@ -463,7 +478,7 @@ async def _log(service: Service, request: Request, caller: Caller) -> Response:
                 left -= len(entries)
                 if left <= 0:
                     return
-            entries = await run_in_threadpool(page, entries[-1].position, left)
+            entries = await service.run(page, entries[-1].position, left)
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
@@ -478,11 +493,11 @@ async def _as_of(service: Service, request: Request, caller: Caller) -> Response
         past = service.store.as_of(when)
         return [image_json(i) for i in past.list(*filters, namespace=namespace)]
 
-    return json_response({"images": await run_in_threadpool(listed)})
+    return json_response({"images": await service.run(listed)})
 
 
 async def _where(service: Service, request: Request, caller: Caller) -> Response:
-    intervals = await run_in_threadpool(
+    intervals = await service.run(
         service.store.where,
         request.path_params["digest"],
         namespace=request.query_params.get("namespace"),
@@ -495,19 +510,19 @@ async def _diff(service: Service, request: Request, caller: Caller) -> Response:
     a, b = _when(query.get("a"), "a"), _when(query.get("b"), "b")
     if a is None or b is None:
         raise InvalidArgument("a" if a is None else "b", "is required (a WHEN)")
-    changes = await run_in_threadpool(
+    changes = await service.run(
         service.store.diff, a, b, namespace=query.get("namespace")
     )
     return json_response({"changes": [diff_json(row) for row in diff_rows(changes)]})
 
 
 async def _checkpoint(service: Service, request: Request, caller: Caller) -> Response:
-    point = await run_in_threadpool(service.store.checkpoint)
+    point = await service.run(service.store.checkpoint)
     return json_response({"position": point.position, "head": point.head})
 
 
 async def _verify(service: Service, request: Request, caller: Caller) -> Response:
-    report = await run_in_threadpool(
+    report = await service.run(
         service.store.verify, request.query_params.get("checkpoint")
     )
     given = report.checkpoint
@@ -532,12 +547,12 @@ async def _events(service: Service, request: Request, caller: Caller) -> Respons
     namespace = request.query_params.get("namespace")
     after = _integer(given, "after")
     if after is None:
-        after = (await run_in_threadpool(store.checkpoint)).position
+        after = (await service.run(store.checkpoint)).position
 
     def page(after: int) -> list[AuditEntry]:
         return list(store.log(after=after, namespace=namespace, limit=LOG_PAGE))
 
-    first = await run_in_threadpool(page, after)  # a bad argument is a 400
+    first = await service.run(page, after)  # a bad argument is a 400
 
     async def events() -> AsyncIterator[str]:
         entries, position = first, after
@@ -558,7 +573,7 @@ async def _events(service: Service, request: Request, caller: Caller) -> Respons
                 if idle >= KEEPALIVE_SECONDS:
                     idle = 0.0
                     yield ": keepalive\n\n"
-            entries = await run_in_threadpool(page, position)
+            entries = await service.run(page, position)
 
     return StreamingResponse(
         events(),
@@ -575,7 +590,7 @@ async def _notifications(
     namespace = query.get("namespace", DEFAULT_NAMESPACE)
     registry = query.get("registry") or None
     events = events_of(await service.json_body(request))
-    report = await run_in_threadpool(
+    report = await service.run(
         lambda: record_envelope(
             service.store,
             events,
