@@ -36,14 +36,11 @@ def run(count: int) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="imageledger-bench-serve-") as folder:
         root = Path(folder)
         server = _start(root / "served.db")
+        address = server[1]
         try:
-            connection = http.client.HTTPConnection(*server[1], timeout=120)
             with ImageStore.open(root / "local.db") as store:
-                rows = [
-                    _notifications(connection, store, count, size) for size in (1, 50)
-                ]
-                rows.append(_gets(connection, store, count))
-            connection.close()
+                rows = [_notifications(address, store, count, size) for size in (1, 50)]
+                rows.append(_gets(address, store, count))
         finally:
             server[0].terminate()
             server[0].wait(60)
@@ -96,7 +93,7 @@ def _request(
 
 
 def _notifications(
-    connection: http.client.HTTPConnection, store: ImageStore, count: int, size: int
+    address: tuple[str, int], store: ImageStore, count: int, size: int
 ) -> Row:
     prefix = f"s{size}"
     events = [_event(f"{prefix}-{n}", n) for n in range(count)]
@@ -104,10 +101,13 @@ def _notifications(
         json.dumps({"events": events[i : i + size]}).encode()
         for i in range(0, count, size)
     ]
+    # A connection per phase: the server closes one idle for a few seconds.
+    connection = http.client.HTTPConnection(*address, timeout=120)
     started = time.perf_counter()
     for envelope in envelopes:
         _request(connection, "POST", "/v1/notifications/distribution", envelope)
     served = count / (time.perf_counter() - started)
+    connection.close()
     items = [
         (f"{HOST}/bench/app:{prefix}-{n}", events[n]["target"]) for n in range(count)
     ]
@@ -132,12 +132,14 @@ def _notifications(
     return _row(f"serve: notification events, envelopes of {size}", served, local)
 
 
-def _gets(connection: http.client.HTTPConnection, store: ImageStore, count: int) -> Row:
+def _gets(address: tuple[str, int], store: ImageStore, count: int) -> Row:
     names = [f"{HOST}/bench/app:s1-{n}" for n in range(count)]
+    connection = http.client.HTTPConnection(*address, timeout=120)
     started = time.perf_counter()
     for name in names:
         _request(connection, "GET", f"/v1/namespaces/default/images/{name}", None)
     served = count / (time.perf_counter() - started)
+    connection.close()
     started = time.perf_counter()
     for name in names:
         store.get(name)
