@@ -14,7 +14,7 @@ import pytest
 
 from conftest import SCRIPT, digest
 from imageledger import ImageStore
-from serving import READ, WRITE, Server, image_path, serving, write_tokens
+from serving import READ, WRITE, Server, image_path, serving, wait_for, write_tokens
 
 
 @pytest.fixture
@@ -439,3 +439,99 @@ def test_a_damaged_view_is_a_500_integrity_error(location: str, run_sql: Any) ->
         run_sql("DELETE FROM images")
         reply = running.call("POST", "/v1/verify")
         assert (reply.status, reply.json()["error"]["code"]) == (500, "integrity")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("write ci-bot\n", "line 1: expected 'SCOPE NAME TOKEN'"),
+        (
+            "# tokens\nadmin root s3cr3t-token\n",
+            "line 2: the scope must be 'read' or 'write'",
+        ),
+        (
+            "write ci-bot s3cr3t-token\nread auditor s3cr3t-token\n",
+            "line 2: this token is given twice",
+        ),
+        ("# nothing but a comment\n\n", "holds no token"),
+    ],
+)
+def test_a_bad_token_file_stops_serve_with_exit_2_and_never_shows_a_token(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    import subprocess
+
+    tokens = tmp_path / "tokens"
+    tokens.write_text(content)
+    result = subprocess.run(
+        [
+            str(SCRIPT),
+            "--db",
+            str(tmp_path / "x.db"),
+            "serve",
+            "--token-file",
+            str(tokens),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("Error: invalid --token-file: ")
+    assert result.stderr.endswith(f"{message}\n")
+    assert "s3cr3t" not in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_token_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    import subprocess
+
+    real = write_tokens(tmp_path / "real-tokens")
+    (tmp_path / "tokens").symlink_to(real)
+    result = subprocess.run(
+        [
+            str(SCRIPT),
+            "--db",
+            str(tmp_path / "x.db"),
+            "serve",
+            "--token-file",
+            str(tmp_path / "tokens"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "cannot open" in result.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_request_in_flight_when_the_server_is_stopped_finishes(
+    location: str,
+) -> None:
+    with serving(location) as running:
+        body = json.dumps({"target": target(1), "reason": "in flight"}).encode()
+        connection = running.connection()
+        connection.putrequest("PUT", image_path(NAME))
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders()
+        connection.send(body[:10])  # the request has begun, its body has not come
+        running.process.send_signal(signal.SIGTERM)
+
+        def refused() -> bool:  # the server stopped taking new connections
+            try:
+                running.call("GET", "/healthz", timeout=5)
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        wait_for(refused, "the server to stop listening")
+        connection.send(body[10:])
+        reply = connection.getresponse()
+        assert (reply.status, json.loads(reply.read())["version"]) == (200, 1)
+        connection.close()
+        assert running.stop() == 0
+    with ImageStore.open(location) as store:
+        assert [e.reason for e in store.history(NAME)] == ["in flight"]
