@@ -267,7 +267,9 @@ def _reason(
 def _text(value: object) -> str:
     if not isinstance(value, str) or not value:
         return "-"
-    return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "..."
+    # What a reason may not hold (NUL, lone surrogates) must not cost the event.
+    text = value.encode("utf-8", "replace").decode().replace("\x00", "?")
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
 
 
 def _seen(entries: list[AuditEntry], event: _Event) -> bool:

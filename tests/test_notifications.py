@@ -106,6 +106,19 @@ def test_a_tag_push_registers_host_repository_tag_at_the_pushed_descriptor(
     )
 
 
+def test_a_user_agent_a_reason_cannot_hold_is_cleaned_not_fatal(
+    server: Server,
+) -> None:
+    pushed = event("push")
+    pushed["request"]["useragent"] = "evil\x00agent " + "x" * 300
+    assert counts(post(server, pushed)) == (1, 0, 0, 0)
+    [entry] = history(server, f"{HOST}/team/app:1.0")
+    assert entry["reason"] == (
+        f"distribution event {pushed['id']}: manifest push "
+        f"(request req-1, user agent evil?agent {'x' * 245}...)"
+    )
+
+
 def test_without_an_actor_the_token_name_records_and_registry_renames_the_host(
     server: Server,
 ) -> None:
