@@ -1,4 +1,4 @@
-"""The `serve` sessions of the README and of docs/serve.md are what a real run
+"""The `serve` transcripts of the README and of docs/serve.md are what a real run
 prints: the server runs on a free port (the transcripts say 8080), and every
 other step runs in a shell, as the reader would."""
 
@@ -15,7 +15,7 @@ from serving import serving
 SHOWN = "127.0.0.1:8080"
 
 
-def _sessions() -> list[tuple[str, str]]:
+def _transcripts() -> list[tuple[str, str]]:
     found = [
         (where, block)
         for where, text in (("README.md", README), ("docs/serve.md", _doc("serve.md")))
@@ -26,11 +26,13 @@ def _sessions() -> list[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize(("where", "session"), _sessions(), ids=["readme", "docs"])
-def test_the_serve_session_is_what_a_real_run_prints(
-    tmp_path: Path, where: str, session: str
+@pytest.mark.parametrize(
+    ("where", "transcript"), _transcripts(), ids=["readme", "docs"]
+)
+def test_the_serve_transcript_is_what_a_real_run_prints(
+    tmp_path: Path, where: str, transcript: str
 ) -> None:
-    steps = _steps(session)
+    steps = _steps(transcript)
     assert steps[1][0] == "imageledger serve --token-file tokens &"
     (tmp_path / "tokens").write_text(steps[0][1])
     variables = ""
