@@ -32,6 +32,7 @@ from imageledger.cli_context import (
 from imageledger.cli_follow import follow
 from imageledger.cli_images import delete, get, history, list_images, register
 from imageledger.cli_integrity import checkpoint, rebuild, verify
+from imageledger.cli_serve import serve
 from imageledger.cli_transfer import (
     export,
     export_layout,
@@ -122,6 +123,7 @@ for _command in (log, as_of, where, diff):
 cli.add_command(import_layout)
 cli.add_command(export_layout)
 cli.add_command(follow)
+cli.add_command(serve)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -34,7 +34,7 @@ from imageledger.cli_context import (
 if TYPE_CHECKING:
     from imageledger.projections.audit import AuditEntry
     from imageledger.projections.current_view import Image
-    from imageledger.time_travel import Interval
+    from imageledger.time_travel import Diff, Interval
 
 _OPERATORS = ("==", "!=", "~=")
 
@@ -179,7 +179,7 @@ def where(settings: Settings, digest: str, every: bool) -> None:
     with settings.store() as store:
         intervals = store.where(digest, namespace=None if every else settings.namespace)
     if settings.json:
-        echo_lines(json_line(_interval_json(interval)) for interval in intervals)
+        echo_lines(json_line(interval_json(interval)) for interval in intervals)
         return
     columns: tuple[str, ...] = ("NAME", "SINCE", "UNTIL", "POSITIONS", "IMMUTABLE")
     rows = [_interval_row(interval) for interval in intervals]
@@ -201,7 +201,8 @@ def _interval_row(interval: Interval) -> list[str]:
     ]
 
 
-def _interval_json(interval: Interval) -> dict[str, Any]:
+def interval_json(interval: Interval) -> dict[str, Any]:
+    """One interval of `where` as JSON."""
     return {
         "namespace": interval.namespace,
         "name": interval.name,
@@ -231,31 +232,40 @@ def diff(settings: Settings, a: int | datetime, b: int | datetime, every: bool) 
     """
     with settings.store() as store:
         changes = store.diff(a, b, namespace=None if every else settings.namespace)
-    rows: list[tuple[str, Image | None, Image | None]] = [
-        *(("added", None, image) for image in changes.added),
-        *(("removed", image, None) for image in changes.removed),
-        *(("retargeted", before, after) for before, after in changes.retargeted),
-    ]
-    rows.sort(key=lambda row: (_named(row).namespace, _named(row).name))
+    rows = diff_rows(changes)
     if settings.json:
-        echo_lines(
-            json_line(
-                {
-                    "change": change,
-                    "namespace": _named(row).namespace,
-                    "name": _named(row).name,
-                    "before": None if before is None else image_json(before),
-                    "after": None if after is None else image_json(after),
-                }
-            )
-            for row in rows
-            for change, before, after in [row]
-        )
+        echo_lines(json_line(diff_json(row)) for row in rows)
         return
     columns: tuple[str, ...] = ("CHANGE", "NAME", "BEFORE", "AFTER")
     if every:
         columns = ("NAMESPACE", *columns)
     echo_lines(table(columns, (_diff_row(row, every) for row in rows)))
+
+
+DiffRow = tuple[str, "Image | None", "Image | None"]
+
+
+def diff_rows(changes: Diff) -> list[DiffRow]:
+    """A diff's changes as (change, before, after), by namespace and name."""
+    rows: list[DiffRow] = [
+        *(("added", None, image) for image in changes.added),
+        *(("removed", image, None) for image in changes.removed),
+        *(("retargeted", before, after) for before, after in changes.retargeted),
+    ]
+    rows.sort(key=lambda row: (_named(row).namespace, _named(row).name))
+    return rows
+
+
+def diff_json(row: DiffRow) -> dict[str, Any]:
+    """One change of a diff as JSON."""
+    change, before, after = row
+    return {
+        "change": change,
+        "namespace": _named(row).namespace,
+        "name": _named(row).name,
+        "before": None if before is None else image_json(before),
+        "after": None if after is None else image_json(after),
+    }
 
 
 def _named(row: tuple[str, Image | None, Image | None]) -> Image:

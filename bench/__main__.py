@@ -71,6 +71,16 @@ def main() -> None:
         from bench import postgres
 
         _render_postgres(postgres.run(args.postgres, min(2000, max(200, scale // 100))))
+    from importlib.util import find_spec  # bench/serve.py needs the serve extra
+
+    if find_spec("uvicorn") is not None:
+        from bench import serve
+
+        print("\nimageledger serve (HTTP) against the same calls in-process:")
+        render(
+            serve.run(min(2000, max(200, scale // 100))),
+            header=("case", "over HTTP", "in-process", "ratio", "target", "met"),
+        )
     # follow containerd's lag under a burst: its own table (grpc only here).
     from bench import follow
 

@@ -146,13 +146,16 @@ def test_the_wheel_ships_every_layer_module_and_imports_them_from_a_fresh_venv(
     imported = run([python, "-I", "-c", IMPORT_ALL, *modules], tmp_path)
     assert imported.returncode == 0, output(imported)
     report = json.loads(imported.stdout)
-    # The base install has no psycopg: only the PostgreSQL modules need the extra.
+    # The base install has no psycopg and no Starlette: only the PostgreSQL
+    # modules and the HTTP service (the serve extra; cli_serve imports it only
+    # when the command runs) need an extra.
     needs_extra = [
         m for m in modules if m.startswith("imageledger.infrastructure.postgres")
     ]
     assert needs_extra
     assert report["failed"] == {
-        m: "ModuleNotFoundError: No module named 'psycopg'" for m in needs_extra
+        **{m: "ModuleNotFoundError: No module named 'psycopg'" for m in needs_extra},
+        "imageledger.serve": "ModuleNotFoundError: No module named 'anyio'",
     }, output(imported)
     package_file = Path(report["file"]).resolve()
     assert package_file.is_relative_to(venv.resolve()), package_file
@@ -161,3 +164,14 @@ def test_the_wheel_ships_every_layer_module_and_imports_them_from_a_fresh_venv(
     used = run([python, "-I", "-c", SMOKE, tmp_path / "smoke.db"], tmp_path)
     assert used.returncode == 0, output(used)
     assert used.stdout.strip() == "sha256:" + "ab" * 32
+
+    # Without the serve extra, `serve` says which extra it needs, in one line.
+    script = venv / "bin" / "imageledger"
+    served = run([script, "--db", tmp_path / "serve.db", "serve"], tmp_path)
+    assert (served.returncode, served.stdout, served.stderr) == (
+        1,
+        "",
+        "Error: serve needs the serve extra: pip install 'imageledger[serve]' "
+        "(No module named 'uvicorn')\n",
+    )
+    assert not (tmp_path / "serve.db").exists()
