@@ -70,13 +70,10 @@ from imageledger.infrastructure.hash_chain import (
 )
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.redaction import check_credentials, redact_url, scrub
-from imageledger.infrastructure.storage import (
-    ALL_COLUMNS,
-    AUDIT_COLUMNS,
+from imageledger.infrastructure.rows import (
     AUDIT_SHADOW_TABLE,
     AUDIT_TABLE,
     AUDIT_VIEW,
-    CHAIN_PAGE,
     CHAIN_TABLE,
     CURRENT_VIEW,
     DIGEST_INDEX,
@@ -85,6 +82,11 @@ from imageledger.infrastructure.storage import (
     IMAGES_TABLE,
     READ_COLUMNS,
     TRACKING_TABLE,
+)
+from imageledger.infrastructure.storage import (
+    ALL_COLUMNS,
+    AUDIT_COLUMNS,
+    CHAIN_PAGE,
     VIEW_READ_COLUMNS,
     AuditIndexDriver,
     CurrentViewDriver,

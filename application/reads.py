@@ -1,0 +1,100 @@
+"""The image store's current view as stored rows, for the command line.
+
+`get` and `list` print what the current view's rows hold; those rows were
+validated when their events were written, so the command line can print
+them without building the `Image` model, and without loading eventsourcing
+or pydantic. `open_reads` gives these reads for an SQLite store that can be
+read as it is; it returns None for a PostgreSQL URL and for a store that
+opening would change first, and the caller then opens an `ImageStore`. The
+arguments are checked by the same rules as `ImageStore`'s, and every error
+is the one `ImageStore` raises.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+from imageledger.domain.errors import ImageNotFound
+from imageledger.domain.names import validate_name, validate_namespace
+from imageledger.errors import describe
+from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.rows import DECODING_ERRORS, damaged, image_fields
+from imageledger.infrastructure.sqlite_reads import SQLiteReads
+from imageledger.infrastructure.sqlite_reads import open_reads as open_sqlite
+from imageledger.location import is_postgres_url, location_of, lock_timeout_seconds
+
+StoredImage = dict[str, Any]
+"""An image as `rows.image_fields` decodes it: `Image`'s fields by name, the
+target as its OCI JSON object."""
+
+
+class StoredReads:
+    """`get` and `list` of an image store, answered with stored images."""
+
+    def __init__(self, reads: SQLiteReads) -> None:
+        self._reads = reads
+
+    def close(self) -> None:
+        self._reads.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def get(self, name: str, *, namespace: str) -> StoredImage:
+        """What `ImageStore.get` returns, as a stored image."""
+        namespace = validate_namespace(namespace)
+        name = validate_name(name)
+        with _driver_errors():
+            row = self._reads.image_row(namespace, name)
+        if row is None:
+            raise ImageNotFound(name, namespace)
+        return _decoded(row)
+
+    def list(self, *, namespace: str) -> Iterator[StoredImage]:
+        """What `ImageStore.list()` (no filters) streams, as stored images."""
+        namespace = validate_namespace(namespace)
+        rows = self._reads.image_rows(namespace)
+        with _driver_errors():
+            for row in rows:
+                yield _decoded(row)
+
+
+def open_reads(location: str | os.PathLike[str] | None) -> StoredReads | None:
+    """The stored reads of the store at `location` (as `ImageStore.open`
+    takes it), or None when it is to be opened as an `ImageStore`."""
+    text = location_of(location)
+    if "://" in text or is_postgres_url(text):
+        return None  # ImageStore.open takes it, or says what is wrong with it
+    timeout = lock_timeout_seconds(None)
+    with _driver_errors():
+        reads = open_sqlite(Path(text), timeout)
+    return None if reads is None else StoredReads(reads)
+
+
+def _decoded(row: tuple[Any, ...]) -> StoredImage:
+    try:
+        image = image_fields(row)
+        target = image["target"]
+        target["mediaType"], target["digest"], target["size"]  # what is shown
+    except DECODING_ERRORS as e:
+        raise damaged(row, e) from e
+    return image
+
+
+@contextmanager
+def _driver_errors() -> Iterator[None]:
+    """sqlite3's errors as StoreError, with the message `storage_errors` gives."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        raise StoreError(describe(e)) from e
+    except UnicodeDecodeError as e:  # text in the file that is not UTF-8
+        raise StoreError(describe(e)) from e
