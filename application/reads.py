@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Self
 
@@ -61,8 +61,7 @@ class StoredReads:
     def list(self, *, namespace: str) -> Iterator[StoredImage]:
         """What `ImageStore.list()` (no filters) streams, as stored images."""
         namespace = validate_namespace(namespace)
-        rows = self._reads.image_rows(namespace)
-        with _driver_errors():
+        with closing(self._reads.image_rows(namespace)) as rows, _driver_errors():
             for row in rows:
                 yield _decoded(row)
 

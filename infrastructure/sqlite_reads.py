@@ -14,6 +14,7 @@ the caller turns them into StoreError, as it does every driver error.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +80,10 @@ class SQLiteReads:
         try:
             yield from self._connection.execute(_LIST, (namespace,))
         finally:
-            self._connection.rollback()
+            # Closing the connection first (a reader that stopped early) has
+            # ended the transaction already.
+            with contextlib.suppress(sqlite3.ProgrammingError):
+                self._connection.rollback()
 
 
 def open_reads(path: Path, lock_timeout: float) -> SQLiteReads | None:

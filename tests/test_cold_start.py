@@ -1,0 +1,192 @@
+"""What a command loads before it answers: a table of `get` or `list` on an
+SQLite store is printed from the stored rows, without importing eventsourcing
+or pydantic; what needs them still loads them, and a store that opening must
+change first is still opened in full.
+
+Each test runs the installed command line in a subprocess and asserts its exit
+code and output, and, with `python -X importtime`, the modules it imported.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import descriptor, digest
+from imageledger import ImageStore
+from imageledger.errors import StoreError
+
+HEAVY = ("eventsourcing", "pydantic", "pydantic_core", "imageledger.store")
+
+
+def imported(db: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run `python -m imageledger --db DB ARGS`; its result and the top-level
+    names of every module it imported (as -X importtime lists them)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "imageledger",
+            "--db",
+            str(db),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    modules = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    result.stderr = "".join(
+        line + "\n"
+        for line in result.stderr.splitlines()
+        if not line.startswith("import time:")
+    )
+    return result, modules
+
+
+@pytest.fixture
+def two_images(tmp_path: Path) -> Path:
+    path = tmp_path / "store.db"
+    with ImageStore.open(path) as store:
+        store.register("app:1", descriptor(1), {"team": "web"})
+        store.register("app:2", descriptor(2), immutable=True)
+    return path
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(
+        m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "lines"),
+    [
+        (["get", "app:1"], 2),
+        (["inspect", "app:2"], 2),
+        (["list"], 3),
+        (["ls", "-q"], 2),
+        (["-n", "other", "list"], 1),
+    ],
+)
+def test_a_table_read_imports_neither_eventsourcing_nor_pydantic(
+    two_images: Path, args: list[str], lines: int
+) -> None:
+    result, modules = imported(two_images, *args)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert len(result.stdout.splitlines()) == lines
+    assert "imageledger.reads" in modules
+    assert heavy(modules) == []
+
+
+def test_a_table_read_prints_what_the_store_returns(two_images: Path) -> None:
+    with ImageStore.open(two_images) as store:
+        image = store.get("app:1")
+    result, modules = imported(two_images, "get", "app:1")
+    assert heavy(modules) == []
+    assert result.stdout.splitlines()[1].split() == [
+        "app:1",
+        digest(1),
+        image.target.media_type,
+        str(image.target.size),
+        image.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "1",
+        "no",
+        "team=web",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["get", "app:3"], ["get", "App:1"], ["-n", "bad namespace", "get", "app:1"]],
+)
+def test_a_table_read_refuses_and_misses_as_the_store_does(
+    two_images: Path, args: list[str]
+) -> None:
+    result, modules = imported(two_images, *args)
+    expected = {
+        "app:3": (3, 'Error: image "app:3" not found in namespace "default"\n'),
+        "App:1": (2, "Error: invalid name: "),
+        "app:1": (2, "Error: invalid namespace: "),
+    }[args[-1]]
+    assert result.returncode == expected[0]
+    assert result.stderr.startswith(expected[1])
+    assert len(result.stderr.splitlines()) == 1
+    assert heavy(modules) == []
+
+
+@pytest.mark.parametrize(
+    "args", [["--json", "get", "app:1"], ["list", "name==app:1"], ["--json", "ls"]]
+)
+def test_json_and_filters_still_build_images(two_images: Path, args: list[str]) -> None:
+    result, modules = imported(two_images, *args)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "app:1" in result.stdout
+    assert "pydantic" in modules
+
+
+def test_a_new_file_is_still_created_as_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    result, modules = imported(path, "get", "app:1")
+    assert (result.returncode, result.stdout) == (3, "")
+    assert "eventsourcing" in modules
+    with ImageStore.open(path) as store:
+        assert list(store.list()) == []
+
+
+def test_views_behind_the_log_are_caught_up_before_the_read(two_images: Path) -> None:
+    with sqlite3.connect(two_images) as connection:
+        connection.execute("DELETE FROM images")
+        connection.execute(
+            "UPDATE tracking SET notification_id=0 "
+            "WHERE application_name='current_view'"
+        )
+    connection.close()
+    result, modules = imported(two_images, "ls", "-q")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        "app:1\napp:2\n",
+        "",
+    )
+    assert "eventsourcing" in modules  # opened in full: the catch-up wrote
+    with sqlite3.connect(two_images) as connection:
+        rows = connection.execute(
+            "SELECT notification_id FROM tracking "
+            "WHERE application_name='current_view'"
+        ).fetchall()
+    connection.close()
+    assert rows == [(2,)]
+
+
+def test_a_damaged_row_is_the_error_the_store_raises(two_images: Path) -> None:
+    with sqlite3.connect(two_images) as connection:
+        connection.execute("UPDATE images SET target='{' WHERE name='app:1'")
+    connection.close()
+    with ImageStore.open(two_images) as store, pytest.raises(StoreError) as raised:
+        store.get("app:1")
+    for args in (["get", "app:1"], ["list"]):
+        result, modules = imported(two_images, *args)
+        assert heavy(modules) == []
+        assert (result.returncode, result.stderr) == (1, f"Error: {raised.value}\n")
+
+
+def test_a_file_that_is_not_a_store_is_refused_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\n")
+    result, modules = imported(path, "get", "app:1")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"Error: {str(path)!r} is not an imageledger store (not an SQLite database)\n"
+    )
+    assert heavy(modules) == []
