@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ class SQLiteReads:
         ).fetchone()
         return row
 
-    def image_rows(self, namespace: str) -> Iterator[tuple[Any, ...]]:
+    def image_rows(self, namespace: str) -> Generator[tuple[Any, ...], None, None]:
         """The rows of the live names of `namespace`, by name, streamed in one
         read transaction (one consistent snapshot)."""
         self._connection.execute("BEGIN")
