@@ -25,7 +25,7 @@ from imageledger.errors import InvalidArgument
 if TYPE_CHECKING:  # the command line starts without pydantic or the store
     from imageledger.projections.audit import AuditEntry
     from imageledger.projections.current_view import Image
-    from imageledger.reads import StoredImage, StoredReads
+    from imageledger.reads import StoredEntry, StoredImage, StoredReads
     from imageledger.store import ImageStore
 
 EXIT_ERROR = 1
@@ -235,19 +235,52 @@ def _image_cells(
 def history_row(entry: AuditEntry) -> list[str]:
     """One table row of an audit entry; its kind says `(immutable)` for a
     registration of an immutable name and `(forced)` for a forced delete."""
-    kind: str = entry.kind
-    if entry.forced:
+    return _history_cells(
+        (entry.position, entry.version, entry.kind, entry.forced, entry.immutable),
+        entry.target.digest if entry.target is not None else None,
+        entry.timestamp,
+        entry.actor,
+        entry.reason,
+    )
+
+
+def stored_history_row(entry: StoredEntry) -> list[str]:
+    """`history_row` of a stored entry (see imageledger.reads)."""
+    return _history_cells(
+        (
+            entry["position"],
+            entry["version"],
+            entry["kind"],
+            entry["forced"],
+            entry["immutable"],
+        ),
+        entry["digest"],
+        entry["timestamp"],
+        entry["actor"],
+        entry["reason"],
+    )
+
+
+def _history_cells(
+    event: tuple[int, int, str, bool, bool],
+    digest: str | None,
+    timestamp: datetime,
+    actor: str,
+    reason: str | None,
+) -> list[str]:
+    position, version, kind, forced, immutable = event
+    if forced:
         kind += " (forced)"
-    elif entry.immutable:
+    elif immutable:
         kind += " (immutable)"
     return [
-        str(entry.position),
-        str(entry.version),
+        str(position),
+        str(version),
         kind,
-        entry.target.digest if entry.target is not None else "-",
-        moment(entry.timestamp),
-        entry.actor,
-        entry.reason or "-",
+        digest if digest is not None else "-",
+        moment(timestamp),
+        actor,
+        reason or "-",
     ]
 
 

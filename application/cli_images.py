@@ -28,6 +28,7 @@ from imageledger.cli_context import (
     json_line,
     pairs,
     pass_settings,
+    stored_history_row,
     stored_image_row,
     table,
 )
@@ -297,6 +298,12 @@ def history(settings: Settings, name: str) -> None:
       imageledger history app:prod
       imageledger --json history app:prod | jq -r 'select(.actor=="ci") | .reason'
     """
+    if not settings.json:  # a table needs no AuditEntry: print the stored rows
+        with settings.reads() as reads:
+            if reads is not None:
+                stored = reads.history(name, namespace=settings.namespace)
+                echo_lines(table(HISTORY_COLUMNS, map(stored_history_row, stored)))
+                return
     with settings.store() as store:
         entries = store.history(name, namespace=settings.namespace)
     if settings.json:

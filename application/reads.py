@@ -1,17 +1,19 @@
-"""The image store's current view as stored rows, for the command line.
+"""The image store's views as stored rows, for the command line.
 
-`get` and `list` print what the current view's rows hold; those rows were
-validated when their events were written, so the command line can print
-them without building the `Image` model, and without loading eventsourcing
-or pydantic. `open_reads` gives these reads for an SQLite store that can be
-read as it is; it returns None for a PostgreSQL URL and for a store that
-opening would change first, and the caller then opens an `ImageStore`. The
-arguments are checked by the same rules as `ImageStore`'s, and every error
-is the one `ImageStore` raises.
+`get` and `list` print what the current view's rows hold, `history` what the
+audit index's rows hold (with each event's time and reason, read from its
+stored state); those rows were validated when their events were written, so
+the command line can print them without building `Image` or `AuditEntry`
+models, and without loading eventsourcing or pydantic. `open_reads` gives
+these reads for an SQLite store that can be read as it is; it returns None
+for a PostgreSQL URL and for a store that opening would change first, and
+the caller then opens an `ImageStore`. The arguments are checked by the same
+rules as `ImageStore`'s, and every error is the one `ImageStore` raises.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -19,11 +21,18 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Self
 
+import orjson
+
 from imageledger.domain.errors import ImageNotFound
 from imageledger.domain.names import validate_name, validate_namespace
 from imageledger.errors import describe
 from imageledger.infrastructure.errors import StoreError
-from imageledger.infrastructure.rows import DECODING_ERRORS, damaged, image_fields
+from imageledger.infrastructure.rows import (
+    DECODING_ERRORS,
+    damaged,
+    image_fields,
+    stored_time,
+)
 from imageledger.infrastructure.sqlite_reads import SQLiteReads
 from imageledger.infrastructure.sqlite_reads import open_reads as open_sqlite
 from imageledger.location import is_postgres_url, location_of, lock_timeout_seconds
@@ -32,9 +41,13 @@ StoredImage = dict[str, Any]
 """An image as `rows.image_fields` decodes it: `Image`'s fields by name, the
 target as its OCI JSON object."""
 
+StoredEntry = dict[str, Any]
+"""An audit entry as `history` reads it: `AuditEntry`'s fields by name, but
+the target's digest (None for a delete) for the target."""
+
 
 class StoredReads:
-    """`get` and `list` of an image store, answered with stored images."""
+    """`get`, `list` and `history` of an image store, answered from its rows."""
 
     def __init__(self, reads: SQLiteReads) -> None:
         self._reads = reads
@@ -65,6 +78,16 @@ class StoredReads:
             for row in rows:
                 yield _decoded(row)
 
+    def history(self, name: str, *, namespace: str) -> builtins.list[StoredEntry]:
+        """What `ImageStore.history` returns, as stored entries."""
+        namespace = validate_namespace(namespace)
+        name = validate_name(name)
+        with _driver_errors():
+            rows = self._reads.history_rows(namespace, name)
+        if not rows:
+            raise ImageNotFound(name, namespace, "it has no history")
+        return [_entry(row) for row in rows]
+
 
 def open_reads(location: str | os.PathLike[str] | None) -> StoredReads | None:
     """The stored reads of the store at `location` (as `ImageStore.open`
@@ -86,6 +109,29 @@ def _decoded(row: tuple[Any, ...]) -> StoredImage:
     except DECODING_ERRORS as e:
         raise damaged(row, e) from e
     return image
+
+
+def _entry(row: tuple[Any, ...]) -> StoredEntry:
+    """An audit entry from its index row and its event's state: the flags as
+    `audit_entry` takes them (a delete's `forced` is also its `immutable`)."""
+    position, version, kind, digest, actor, state = row
+    try:
+        event = orjson.loads(state)
+        deleted = kind == "deleted"
+        flag = event.get("forced" if deleted else "immutable", False) is True
+        return {
+            "position": position,
+            "version": version,
+            "kind": kind,
+            "digest": digest,
+            "timestamp": stored_time(event["timestamp"]),
+            "actor": actor,
+            "reason": event["reason"],
+            "immutable": flag,
+            "forced": flag and deleted,
+        }
+    except DECODING_ERRORS as e:
+        raise StoreError(f"the event at position {position} is damaged: {e}") from e
 
 
 @contextmanager

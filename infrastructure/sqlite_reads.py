@@ -1,4 +1,5 @@
-"""The current view of an SQLite store, read with sqlite3 alone.
+"""The current view and the audit index of an SQLite store, read with sqlite3
+alone.
 
 What the command line's reads use to answer from the stored rows without
 loading eventsourcing: one connection, the same file checks and the same
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from imageledger.infrastructure.rows import (
+    AUDIT_TABLE,
     AUDIT_VIEW,
     CURRENT_VIEW,
     DIGEST_INDEX,
@@ -55,6 +57,12 @@ _LIST = (
     f"SELECT {READ_COLUMNS} FROM {IMAGES_TABLE} "
     "WHERE namespace=? AND live=1 ORDER BY name"
 )
+# A name's audit-index rows, oldest first, each with its event's state.
+_HISTORY = (
+    f"SELECT a.position, a.version, a.kind, a.digest, a.actor, e.state "
+    f"FROM {AUDIT_TABLE} AS a JOIN {EVENTS_TABLE} AS e ON e.rowid = a.position "
+    "WHERE a.namespace=? AND a.name=? ORDER BY a.position"
+)
 
 
 class SQLiteReads:
@@ -84,6 +92,14 @@ class SQLiteReads:
             # ended the transaction already.
             with contextlib.suppress(sqlite3.ProgrammingError):
                 self._connection.rollback()
+
+    def history_rows(self, namespace: str, name: str) -> list[tuple[Any, ...]]:
+        """The audit index's rows of a name, oldest first: position, version,
+        kind, digest and actor, with the state (JSON bytes) of the event."""
+        rows: list[tuple[Any, ...]] = self._connection.execute(
+            _HISTORY, (namespace, name)
+        ).fetchall()
+        return rows
 
 
 def open_reads(path: Path, lock_timeout: float) -> SQLiteReads | None:

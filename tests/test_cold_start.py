@@ -1,5 +1,5 @@
-"""What a command loads before it answers: a table of `get` or `list` on an
-SQLite store is printed from the stored rows, without importing eventsourcing
+"""What a command loads before it answers: a table of `get`, `list` or
+`history` on an SQLite store is printed from the stored rows, without importing eventsourcing
 or pydantic; what needs them still loads them, and a store that opening must
 change first is still opened in full.
 
@@ -61,6 +61,11 @@ def two_images(tmp_path: Path) -> Path:
     with ImageStore.open(path) as store:
         store.register("app:1", descriptor(1), {"team": "web"})
         store.register("app:2", descriptor(2), immutable=True)
+        store.register("app:1", descriptor(3), actor="ci", reason="release 3")
+        store.delete("app:1", actor="ops")
+        store.register("app:1", descriptor(1), {"team": "web"})
+        store.delete("app:2", force=True, reason="pulled")
+        store.register("app:2", descriptor(2))
     return path
 
 
@@ -78,6 +83,7 @@ def heavy(modules: set[str]) -> list[str]:
         (["list"], 3),
         (["ls", "-q"], 2),
         (["-n", "other", "list"], 1),
+        (["history", "app:1"], 5),
     ],
 )
 def test_a_table_read_imports_neither_eventsourcing_nor_pydantic(
@@ -88,6 +94,34 @@ def test_a_table_read_imports_neither_eventsourcing_nor_pydantic(
     assert len(result.stdout.splitlines()) == lines
     assert "imageledger.reads" in modules
     assert heavy(modules) == []
+
+
+def test_a_history_table_prints_what_the_store_returns(two_images: Path) -> None:
+    with ImageStore.open(two_images) as store:
+        entries = {name: store.history(name) for name in ("app:1", "app:2")}
+    for name, history in entries.items():
+        result, modules = imported(two_images, "history", name)
+        assert heavy(modules) == []
+        assert [line.split() for line in result.stdout.splitlines()[1:]] == [
+            [
+                str(entry.position),
+                str(entry.version),
+                entry.kind,
+                *(["(forced)"] if entry.forced else []),
+                *(["(immutable)"] if entry.immutable and not entry.forced else []),
+                entry.target.digest if entry.target else "-",
+                entry.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                entry.actor,
+                *(entry.reason or "-").split(),
+            ]
+            for entry in history
+        ]
+    kinds = [line.split()[2:4] for line in result.stdout.splitlines()[1:]]
+    assert kinds == [
+        ["registered", "(immutable)"],
+        ["deleted", "(forced)"],
+        ["registered", "(immutable)"],
+    ]
 
 
 def test_a_table_read_prints_what_the_store_returns(two_images: Path) -> None:
@@ -101,7 +135,7 @@ def test_a_table_read_prints_what_the_store_returns(two_images: Path) -> None:
         image.target.media_type,
         str(image.target.size),
         image.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "1",
+        str(image.version),
         "no",
         "team=web",
     ]
@@ -127,7 +161,13 @@ def test_a_table_read_refuses_and_misses_as_the_store_does(
 
 
 @pytest.mark.parametrize(
-    "args", [["--json", "get", "app:1"], ["list", "name==app:1"], ["--json", "ls"]]
+    "args",
+    [
+        ["--json", "get", "app:1"],
+        ["list", "name==app:1"],
+        ["--json", "ls"],
+        ["--json", "history", "app:1"],
+    ],
 )
 def test_json_and_filters_still_build_images(two_images: Path, args: list[str]) -> None:
     result, modules = imported(two_images, *args)
@@ -166,7 +206,7 @@ def test_views_behind_the_log_are_caught_up_before_the_read(two_images: Path) ->
             "WHERE application_name='current_view'"
         ).fetchall()
     connection.close()
-    assert rows == [(2,)]
+    assert rows == [(7,)]
 
 
 def test_a_damaged_row_is_the_error_the_store_raises(two_images: Path) -> None:
@@ -179,6 +219,24 @@ def test_a_damaged_row_is_the_error_the_store_raises(two_images: Path) -> None:
         result, modules = imported(two_images, *args)
         assert heavy(modules) == []
         assert (result.returncode, result.stderr) == (1, f"Error: {raised.value}\n")
+
+
+def test_a_damaged_event_time_fails_history_as_the_store_does(
+    two_images: Path,
+) -> None:
+    with sqlite3.connect(two_images) as connection:
+        connection.execute(
+            "UPDATE stored_events SET state=CAST(replace(CAST(state AS TEXT), "
+            '\'"timestamp":"\', \'"timestamp":"x\') AS BLOB) WHERE rowid=3'
+        )
+    connection.close()
+    with ImageStore.open(two_images) as store, pytest.raises(StoreError) as raised:
+        store.history("app:1")
+    result, modules = imported(two_images, "history", "app:1")
+    assert heavy(modules) == []
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: the event at position 3 is damaged: ")
+    assert str(raised.value).startswith("the event at position 3 is damaged: ")
 
 
 def test_a_file_that_is_not_a_store_is_refused_as_before(tmp_path: Path) -> None:
