@@ -86,10 +86,13 @@ class SQLiteReads:
         read transaction (one consistent snapshot)."""
         self._connection.execute("BEGIN")
         try:
-            yield from self._connection.execute(_LIST, (namespace,))
+            # Not `yield from`: closing this generator would then close the
+            # cursor, which fails once the connection is closed.
+            for row in self._connection.execute(_LIST, (namespace,)):  # noqa: UP028
+                yield row
         finally:
-            # Closing the connection first (a reader that stopped early) has
-            # ended the transaction already.
+            # A reader that stopped early (a closed pipe) may have closed the
+            # connection first, which ended the transaction already.
             with contextlib.suppress(sqlite3.ProgrammingError):
                 self._connection.rollback()
 
