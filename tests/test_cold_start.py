@@ -248,3 +248,19 @@ def test_a_file_that_is_not_a_store_is_refused_as_before(tmp_path: Path) -> None
         f"Error: {str(path)!r} is not an imageledger store (not an SQLite database)\n"
     )
     assert heavy(modules) == []
+
+
+def test_a_list_whose_reader_stops_early_prints_no_error(tmp_path: Path) -> None:
+    path = tmp_path / "many.db"
+    with ImageStore.open(path) as store:
+        store.register_many([(f"app:{n}", descriptor(n)) for n in range(20_000)])
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "imageledger", "--db", str(path), "ls", "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None and reader.stderr is not None
+    assert reader.stdout.readline() == b"app:0\n"
+    reader.stdout.close()  # as `head -1` does
+    assert reader.stderr.read() == b""
+    reader.wait(timeout=60)
