@@ -71,6 +71,7 @@ from imageledger.infrastructure.hash_chain import (
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.redaction import check_credentials, redact_url, scrub
 from imageledger.infrastructure.rows import (
+    AUDIT_COLUMNS,
     AUDIT_SHADOW_TABLE,
     AUDIT_TABLE,
     AUDIT_VIEW,
@@ -85,7 +86,6 @@ from imageledger.infrastructure.rows import (
 )
 from imageledger.infrastructure.storage import (
     ALL_COLUMNS,
-    AUDIT_COLUMNS,
     CHAIN_PAGE,
     VIEW_READ_COLUMNS,
     AuditIndexDriver,

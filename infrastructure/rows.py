@@ -32,6 +32,12 @@ DIGEST_INDEX = "images_digest"  # the current view by (namespace, digest)
 CURRENT_VIEW = "current_view"
 AUDIT_VIEW = "audit_index"
 
+AUDIT_COLUMNS = (
+    "position, namespace, name, version, kind, digest, timestamp, actor, since, "
+    "immutable"
+)
+"""The columns of an audit-index row, in `AuditRow`'s order."""
+
 READ_COLUMNS = (
     "namespace, name, target, labels, created_at, updated_at, version, live, immutable"
 )

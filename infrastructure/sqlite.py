@@ -72,6 +72,7 @@ from imageledger.infrastructure.hash_chain import (
 )
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.rows import (
+    AUDIT_COLUMNS,
     AUDIT_SHADOW_TABLE,
     AUDIT_TABLE,
     AUDIT_VIEW,
@@ -93,9 +94,14 @@ from imageledger.infrastructure.sqlite_file import (
     read_only_query,
     sqlite_uri,
 )
+from imageledger.infrastructure.sqlite_reads import (
+    CARRYING,
+    CARRYING_IN_NAMESPACE,
+    NEXT_ROW,
+    audit_row,
+)
 from imageledger.infrastructure.storage import (
     ALL_COLUMNS,
-    AUDIT_COLUMNS,
     CHAIN_PAGE,
     MIN_POSITION,
     VIEW_READ_COLUMNS,
@@ -820,20 +826,6 @@ class SQLiteCurrentView(CurrentViewDriver):
 _AS_A = ", ".join(f"a.{column}" for column in AUDIT_COLUMNS.split(", "))
 _EVENT = "e.rowid AS rowid, e.originator_id, e.originator_version, e.topic, e.state"
 
-# The statements of `where`, named so that tests and the benchmark can show
-# their query plans: each is a search of an index, never a scan.
-CARRYING = (
-    f"SELECT {AUDIT_COLUMNS} FROM {AUDIT_TABLE} WHERE digest = ? ORDER BY position"
-)
-CARRYING_IN_NAMESPACE = (
-    f"SELECT {AUDIT_COLUMNS} FROM {AUDIT_TABLE} WHERE digest = ? AND namespace = ? "
-    "ORDER BY position"
-)
-NEXT_ROW = (
-    f"SELECT {AUDIT_COLUMNS} FROM {AUDIT_TABLE} WHERE namespace = ? AND name = ? "
-    "AND position > ? ORDER BY position LIMIT 1"
-)
-
 
 def _create_audit_table(table: str) -> str:
     return (
@@ -874,22 +866,6 @@ def create_audit_statements() -> list[str]:
     ]
 
 
-def _audit_row(row: Any) -> AuditRow:
-    position, namespace, name, version, kind, digest, timestamp, actor, since = row[:9]
-    return AuditRow(
-        position,
-        namespace,
-        name,
-        version,
-        kind,
-        digest,
-        timestamp,
-        actor,
-        since,
-        bool(row[9]),
-    )
-
-
 class SQLiteAuditIndex(AuditIndexDriver):
     """The audit index on one SQLite file, kept in the writes' transactions."""
 
@@ -928,11 +904,11 @@ class SQLiteAuditIndex(AuditIndexDriver):
             statement, params = CARRYING_IN_NAMESPACE, [digest, namespace]
         with self.datastore.transaction(commit=False) as c:
             c.execute(statement, params)
-            return [_audit_row(row) for row in c.fetchall()]
+            return [audit_row(row) for row in c.fetchall()]
 
     def next_row(self, namespace: str, name: str, after: int) -> AuditRow | None:
         row = self.datastore.read_one(NEXT_ROW, (namespace, name, after))
-        return None if row is None else _audit_row(row)
+        return None if row is None else audit_row(row)
 
     def namespaces(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
@@ -948,7 +924,7 @@ class SQLiteAuditIndex(AuditIndexDriver):
             cursor = c.sqlite_cursor
             cursor.execute(statement, params)
             for row in cursor:
-                yield Found(_audit_row(row), decode(notification_from_row(row)))
+                yield Found(audit_row(row), decode(notification_from_row(row)))
 
     # The statements of the shared drivers (AuditIndexDriver).
 
@@ -978,7 +954,7 @@ class SQLiteAuditIndex(AuditIndexDriver):
             f"SELECT {AUDIT_COLUMNS} FROM {AUDIT_TABLE} WHERE position BETWEEN ? AND ?",
             (first, last),
         )
-        return {row[0]: _audit_row(row) for row in c.fetchall()}
+        return {row[0]: audit_row(row) for row in c.fetchall()}
 
     def _insert(self, c: SQLiteCursor, table: str, rows: list[AuditRow]) -> None:
         c.executemany(
@@ -1016,7 +992,7 @@ class SQLiteAuditIndex(AuditIndexDriver):
             params.append(before)
         c.execute(statement + "ORDER BY position DESC LIMIT 1", params)
         row = c.fetchone()
-        return None if row is None else _audit_row(row)
+        return None if row is None else audit_row(row)
 
 
 # The factory.

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from imageledger.infrastructure.rows import (
+    AUDIT_COLUMNS,
     AUDIT_TABLE,
     AUDIT_VIEW,
     CURRENT_VIEW,
@@ -37,6 +38,7 @@ from imageledger.infrastructure.sqlite_file import (
     read_only_query,
     sqlite_uri,
 )
+from imageledger.projections.audit_rows import AuditRow
 
 # Whether the views have folded every event and the digest index exists: a
 # store opened in full would then change nothing before reading.
@@ -63,6 +65,37 @@ _HISTORY = (
     f"FROM {AUDIT_TABLE} AS a JOIN {EVENTS_TABLE} AS e ON e.rowid = a.position "
     "WHERE a.namespace=? AND a.name=? ORDER BY a.position"
 )
+
+# The statements of `where`, named so that tests and the benchmark can show
+# their query plans: each is a search of an index, never a scan.
+CARRYING = (
+    f"SELECT {AUDIT_COLUMNS} FROM {AUDIT_TABLE} WHERE digest = ? ORDER BY position"
+)
+CARRYING_IN_NAMESPACE = (
+    f"SELECT {AUDIT_COLUMNS} FROM {AUDIT_TABLE} WHERE digest = ? AND namespace = ? "
+    "ORDER BY position"
+)
+NEXT_ROW = (
+    f"SELECT {AUDIT_COLUMNS} FROM {AUDIT_TABLE} WHERE namespace = ? AND name = ? "
+    "AND position > ? ORDER BY position LIMIT 1"
+)
+
+
+def audit_row(row: Any) -> AuditRow:
+    """An audit-index row (AUDIT_COLUMNS, in order) as an AuditRow."""
+    position, namespace, name, version, kind, digest, timestamp, actor, since = row[:9]
+    return AuditRow(
+        position,
+        namespace,
+        name,
+        version,
+        kind,
+        digest,
+        timestamp,
+        actor,
+        since,
+        bool(row[9]),
+    )
 
 
 class SQLiteReads:
@@ -103,6 +136,19 @@ class SQLiteReads:
             _HISTORY, (namespace, name)
         ).fetchall()
         return rows
+
+    def carrying(self, digest: str, namespace: str | None) -> list[AuditRow]:
+        """The rows of every registration at `digest`, by position (see
+        AuditIndex.carrying), in one read transaction."""
+        statement, params = CARRYING, [digest]
+        if namespace is not None:
+            statement, params = CARRYING_IN_NAMESPACE, [digest, namespace]
+        return [audit_row(r) for r in self._connection.execute(statement, params)]
+
+    def next_row(self, namespace: str, name: str, after: int) -> AuditRow | None:
+        """The name's first row after position `after`."""
+        row = self._connection.execute(NEXT_ROW, (namespace, name, after)).fetchone()
+        return None if row is None else audit_row(row)
 
 
 def open_reads(path: Path, lock_timeout: float) -> SQLiteReads | None:

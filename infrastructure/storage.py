@@ -334,12 +334,6 @@ def same_column(column: str, viewed: object, folded: object) -> bool:
 # An audit-index row: the fold as storage sees it, and the WHERE clauses of
 # the queries.
 
-AUDIT_COLUMNS = (
-    "position, namespace, name, version, kind, digest, timestamp, actor, since, "
-    "immutable"
-)
-"""The columns of an index row, in `AuditRow`'s order."""
-
 LAST = 2**63 - 1
 
 

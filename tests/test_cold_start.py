@@ -1,5 +1,5 @@
 """What a command loads before it answers: a table of `get`, `list` or
-`history` on an SQLite store is printed from the stored rows, without importing eventsourcing
+`history`, and `where`, on an SQLite store are printed from the stored rows, without importing eventsourcing
 or pydantic; what needs them still loads them, and a store that opening must
 change first is still opened in full.
 
@@ -9,6 +9,7 @@ code and output, and, with `python -X importtime`, the modules it imported.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -84,6 +85,9 @@ def heavy(modules: set[str]) -> list[str]:
         (["ls", "-q"], 2),
         (["-n", "other", "list"], 1),
         (["history", "app:1"], 5),
+        (["where", digest(1)], 3),
+        (["where", "-A", digest(2)], 3),
+        (["--json", "where", digest(1)], 2),
     ],
 )
 def test_a_table_read_imports_neither_eventsourcing_nor_pydantic(
@@ -121,6 +125,31 @@ def test_a_history_table_prints_what_the_store_returns(two_images: Path) -> None
         ["registered", "(immutable)"],
         ["deleted", "(forced)"],
         ["registered", "(immutable)"],
+    ]
+
+
+def test_where_prints_what_the_store_returns(two_images: Path) -> None:
+    with ImageStore.open(two_images) as store:
+        intervals = store.where(digest(1))
+    result, modules = imported(two_images, "--json", "where", digest(1))
+    assert heavy(modules) == []
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [
+        {
+            "namespace": i.namespace,
+            "name": i.name,
+            "since": i.since.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "until": None
+            if i.until is None
+            else i.until.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "sincePosition": i.since_position,
+            "untilPosition": i.until_position,
+            "immutable": i.immutable,
+        }
+        for i in intervals
+    ]
+    assert [(i.since_position, i.until_position) for i in intervals] == [
+        (1, 3),
+        (5, None),
     ]
 
 
