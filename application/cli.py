@@ -1,9 +1,11 @@
 """The imageledger command line: parses, calls ImageStore, renders. Nothing else.
 
 The commands live in modules named after what they do: cli_images (register,
-get, list, delete), cli_audit (history, log, as-of, where, diff, replay),
+get, list, delete, history), cli_audit (log, as-of, where, diff, replay),
 cli_integrity (checkpoint, verify, rebuild) and cli_transfer (export, import,
-watch, import-layout, export-layout); cli_context holds what they share.
+watch, import-layout, export-layout); cli_context holds what they share. A
+command's module is imported only when that command runs (or when `--help`
+lists them all), so each command starts with only what it uses.
 Errors become one line on stderr and an exit code here, in `run`, and nowhere
 else: 0 ok, 1 other error, 2 invalid argument or usage, 3 not found,
 4 conflict, 5 verification failed.
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 from typing import NoReturn
 
 import click
 
 from imageledger import __version__
-from imageledger.cli_audit import as_of, diff, log, replay, where
 from imageledger.cli_context import (
     EXIT_CONFLICT,
     EXIT_ERROR,
@@ -29,17 +31,6 @@ from imageledger.cli_context import (
     Settings,
     error_line,
 )
-from imageledger.cli_follow import follow
-from imageledger.cli_images import delete, get, history, list_images, register
-from imageledger.cli_integrity import checkpoint, rebuild, verify
-from imageledger.cli_serve import serve
-from imageledger.cli_transfer import (
-    export,
-    export_layout,
-    import_layout,
-    import_log,
-    watch,
-)
 from imageledger.errors import (
     Conflict,
     ImageLedgerError,
@@ -48,15 +39,49 @@ from imageledger.errors import (
     InvalidArgument,
 )
 
+# Each command's home, imported when the command is used: "module:attribute".
+_HOMES = {
+    "register": "imageledger.cli_images:register",
+    "get": "imageledger.cli_images:get",
+    "list": "imageledger.cli_images:list_images",
+    "delete": "imageledger.cli_images:delete",
+    "history": "imageledger.cli_images:history",
+    "log": "imageledger.cli_audit:log",
+    "as-of": "imageledger.cli_audit:as_of",
+    "where": "imageledger.cli_audit:where",
+    "diff": "imageledger.cli_audit:diff",
+    "replay": "imageledger.cli_audit:replay",
+    "rebuild": "imageledger.cli_integrity:rebuild",
+    "checkpoint": "imageledger.cli_integrity:checkpoint",
+    "verify": "imageledger.cli_integrity:verify",
+    "export": "imageledger.cli_transfer:export",
+    "import": "imageledger.cli_transfer:import_log",
+    "watch": "imageledger.cli_transfer:watch",
+    "import-layout": "imageledger.cli_transfer:import_layout",
+    "export-layout": "imageledger.cli_transfer:export_layout",
+    "serve": "imageledger.cli_serve:serve",
+    "follow": "imageledger.cli_follow:follow",
+}
 _ALIASES = {"inspect": "get", "ls": "list", "rm": "delete"}
 _GLOBAL_OPTIONS = {"--db", "-n", "--namespace", "--json"}
 
 
 class _Commands(click.Group):
-    """A group whose commands also answer to their ctr-style aliases."""
+    """A group whose commands are imported on first use (see `_HOMES`), and
+    also answer to their ctr-style aliases. Commands added with `add_command`
+    join them as usual."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_HOMES})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, _ALIASES.get(cmd_name, cmd_name))
+        name = _ALIASES.get(cmd_name, cmd_name)
+        if name not in self.commands and name in _HOMES:
+            module, _, attribute = _HOMES[name].partition(":")
+            command = getattr(import_module(module), attribute)
+            assert isinstance(command, click.Command) and command.name == name
+            self.commands[name] = command
+        return super().get_command(ctx, name)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -70,7 +95,9 @@ class _Commands(click.Group):
         names = {command: alias for alias, command in _ALIASES.items()}
         rows = []
         for name in self.list_commands(ctx):
-            command = self.commands[name]
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
             label = f"{name} ({names[name]})" if name in names else name
             rows.append((label, command.get_short_help_str(limit=60)))
         with formatter.section("Commands"):
@@ -112,18 +139,6 @@ def cli(ctx: click.Context, db: str | None, namespace: str, as_json: bool) -> No
       imageledger history app:prod
     """
     ctx.obj = Settings(db=db, namespace=namespace, json=as_json)
-
-
-for _command in (register, get, list_images, delete, history):
-    cli.add_command(_command)
-for _command in (replay, rebuild, checkpoint, verify, export, import_log, watch):
-    cli.add_command(_command)
-for _command in (log, as_of, where, diff):
-    cli.add_command(_command)
-cli.add_command(import_layout)
-cli.add_command(export_layout)
-cli.add_command(follow)
-cli.add_command(serve)
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

@@ -6,6 +6,7 @@ widens log, where and diff to every namespace, adding a NAMESPACE column.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from imageledger.cli_context import (
 if TYPE_CHECKING:
     from imageledger.projections.audit import AuditEntry
     from imageledger.projections.current_view import Image
+    from imageledger.reads import StoredInterval
     from imageledger.time_travel import Diff, Interval
 
 _OPERATORS = ("==", "!=", "~=")
@@ -176,8 +178,14 @@ def where(settings: Settings, digest: str, every: bool) -> None:
       imageledger where sha256:9c1e2d3f...   # is this (compromised) digest in use?
       imageledger --json where -A sha256:9c1e2d3f... | jq -r .name
     """
-    with settings.store() as store:
-        intervals = store.where(digest, namespace=None if every else settings.namespace)
+    namespace = None if every else settings.namespace
+    intervals: Sequence[Interval | StoredInterval] = []
+    with settings.reads() as reads:
+        if reads is not None:  # all that `where` shows is in the index's rows
+            intervals = reads.where(digest, namespace=namespace)
+    if reads is None:
+        with settings.store() as store:
+            intervals = store.where(digest, namespace=namespace)
     if settings.json:
         echo_lines(json_line(interval_json(interval)) for interval in intervals)
         return
@@ -189,7 +197,7 @@ def where(settings: Settings, digest: str, every: bool) -> None:
     echo_lines(table(columns, rows))
 
 
-def _interval_row(interval: Interval) -> list[str]:
+def _interval_row(interval: Interval | StoredInterval) -> list[str]:
     until = "-" if interval.until is None else moment(interval.until)
     end = "" if interval.until_position is None else str(interval.until_position)
     return [
@@ -201,7 +209,7 @@ def _interval_row(interval: Interval) -> list[str]:
     ]
 
 
-def interval_json(interval: Interval) -> dict[str, Any]:
+def interval_json(interval: Interval | StoredInterval) -> dict[str, Any]:
     """One interval of `where` as JSON."""
     return {
         "namespace": interval.namespace,

@@ -25,6 +25,7 @@ from imageledger.errors import InvalidArgument
 if TYPE_CHECKING:  # the command line starts without pydantic or the store
     from imageledger.projections.audit import AuditEntry
     from imageledger.projections.current_view import Image
+    from imageledger.reads import StoredEntry, StoredImage, StoredReads
     from imageledger.store import ImageStore
 
 EXIT_ERROR = 1
@@ -54,6 +55,19 @@ class Settings:
 
         with ImageStore.open(self.db) as opened:
             yield opened
+
+    @contextmanager
+    def reads(self) -> Iterator[StoredReads | None]:
+        """The stored reads of the store, or None where it is to be opened
+        as an ImageStore (see imageledger.reads)."""
+        from imageledger.reads import open_reads
+
+        reads = open_reads(self.db)
+        if reads is None:
+            yield None
+            return
+        with reads:
+            yield reads
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -183,35 +197,90 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Iterator[str
 
 def image_row(image: Image, *, detailed: bool = False) -> list[str]:
     """One table row of an image (`get` adds version, immutability and labels)."""
-    row = [
+    target = image.target
+    return _image_cells(
         image.name,
-        image.target.digest,
-        image.target.media_type,
-        str(image.target.size),
-        moment(image.updated_at),
-    ]
-    if detailed:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(image.labels.items()))
-        row += [str(image.version), "yes" if image.immutable else "no", labels or "-"]
+        (target.digest, target.media_type, target.size),
+        image.updated_at,
+        (image.version, image.immutable, image.labels) if detailed else None,
+    )
+
+
+def stored_image_row(image: StoredImage, *, detailed: bool = False) -> list[str]:
+    """`image_row` of a stored image (see imageledger.reads)."""
+    target = image["target"]
+    return _image_cells(
+        image["name"],
+        (target["digest"], target["mediaType"], target["size"]),
+        image["updated_at"],
+        (image["version"], image["immutable"], image["labels"]) if detailed else None,
+    )
+
+
+def _image_cells(
+    name: str,
+    target: tuple[str, str, int],
+    updated_at: datetime,
+    details: tuple[int, bool, dict[str, str]] | None,
+) -> list[str]:
+    digest, media_type, size = target
+    row = [name, digest, media_type, str(size), moment(updated_at)]
+    if details is not None:
+        version, immutable, labels = details
+        shown = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        row += [str(version), "yes" if immutable else "no", shown or "-"]
     return row
 
 
 def history_row(entry: AuditEntry) -> list[str]:
     """One table row of an audit entry; its kind says `(immutable)` for a
     registration of an immutable name and `(forced)` for a forced delete."""
-    kind: str = entry.kind
-    if entry.forced:
+    return _history_cells(
+        (entry.position, entry.version, entry.kind, entry.forced, entry.immutable),
+        entry.target.digest if entry.target is not None else None,
+        entry.timestamp,
+        entry.actor,
+        entry.reason,
+    )
+
+
+def stored_history_row(entry: StoredEntry) -> list[str]:
+    """`history_row` of a stored entry (see imageledger.reads)."""
+    return _history_cells(
+        (
+            entry["position"],
+            entry["version"],
+            entry["kind"],
+            entry["forced"],
+            entry["immutable"],
+        ),
+        entry["digest"],
+        entry["timestamp"],
+        entry["actor"],
+        entry["reason"],
+    )
+
+
+def _history_cells(
+    event: tuple[int, int, str, bool, bool],
+    digest: str | None,
+    timestamp: datetime,
+    actor: str,
+    reason: str | None,
+) -> list[str]:
+    position, version, kind, forced, immutable = event
+    if forced:
         kind += " (forced)"
-    elif entry.immutable:
+    elif immutable:
         kind += " (immutable)"
     return [
-        str(entry.position),
-        str(entry.version),
+        str(position),
+        str(version),
         kind,
-        entry.target.digest if entry.target is not None else "-",
-        moment(entry.timestamp),
-        entry.actor,
-        entry.reason or "-",
+        digest if digest is not None else "-",
+        moment(timestamp),
+        actor,
+        reason or "-",
     ]
 
 

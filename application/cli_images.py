@@ -28,6 +28,8 @@ from imageledger.cli_context import (
     json_line,
     pairs,
     pass_settings,
+    stored_history_row,
+    stored_image_row,
     table,
 )
 from imageledger.errors import ImageNotFound, ImmutableImage, InvalidArgument
@@ -147,6 +149,14 @@ def get(settings: Settings, name: str) -> None:
       imageledger get docker.io/library/alpine:3.20
       imageledger --json get app:prod | jq -r .target.digest
     """
+    if not settings.json:  # a table needs no Image: print the stored row
+        with settings.reads() as reads:
+            if reads is not None:
+                stored = reads.get(name, namespace=settings.namespace)
+                echo_lines(
+                    table(GET_COLUMNS, [stored_image_row(stored, detailed=True)])
+                )
+                return
     with settings.store() as store:
         image = store.get(name, namespace=settings.namespace)
     if settings.json:
@@ -186,6 +196,15 @@ def list_images(settings: Settings, filters: tuple[str, ...], quiet: bool) -> No
       imageledger ls -q 'name~=^registry\\.example/' labels.team!=web
       imageledger ls -q 'name~=/^app:1\\\\.[0-9]{1,2}$/'
     """
+    if not filters and not settings.json:  # print the stored rows as they are
+        with settings.reads() as reads:
+            if reads is not None:
+                stored = reads.list(namespace=settings.namespace)
+                if quiet:
+                    echo_lines(image["name"] for image in stored)
+                else:
+                    echo_lines(table(LIST_COLUMNS, map(stored_image_row, stored)))
+                return
     from imageledger.domain.filters import parse
 
     parse(*filters)  # a malformed filter is refused before the store is opened
@@ -279,6 +298,12 @@ def history(settings: Settings, name: str) -> None:
       imageledger history app:prod
       imageledger --json history app:prod | jq -r 'select(.actor=="ci") | .reason'
     """
+    if not settings.json:  # a table needs no AuditEntry: print the stored rows
+        with settings.reads() as reads:
+            if reads is not None:
+                stored = reads.history(name, namespace=settings.namespace)
+                echo_lines(table(HISTORY_COLUMNS, map(stored_history_row, stored)))
+                return
     with settings.store() as store:
         entries = store.history(name, namespace=settings.namespace)
     if settings.json:

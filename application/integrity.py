@@ -15,8 +15,8 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.errors import InvalidArgument
-from imageledger.infrastructure import storage
 from imageledger.infrastructure.hash_chain import HEAD_PREFIX, head_text
+from imageledger.infrastructure.rows import AUDIT_VIEW, CURRENT_VIEW
 from imageledger.ledger import Ledger
 
 _TEXT = re.compile(r"(0|[1-9][0-9]*):(?:sha256:)?([0-9a-f]{64})", re.ASCII)
@@ -68,7 +68,7 @@ def verify(log: Ledger, given: object = None) -> VerifyReport:
         checkpoint=None
         if parsed is None
         else Checkpoint(parsed[0], head_text(parsed[1])),
-        views=(storage.CURRENT_VIEW, storage.AUDIT_VIEW),
+        views=(CURRENT_VIEW, AUDIT_VIEW),
     )
 
 

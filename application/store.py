@@ -13,11 +13,10 @@ import getpass
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from eventsourcing.persistence import PersistenceError
 
-from imageledger import integrity, time_travel, transfer
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.digests import digest_problem
 from imageledger.domain.errors import (
@@ -36,17 +35,9 @@ from imageledger.domain.names import (
 from imageledger.errors import describe, storage_errors, stream_with_storage_errors
 from imageledger.infrastructure.errors import StoreError
 from imageledger.infrastructure.export_format import MAX_LINE_BYTES
-from imageledger.infrastructure.oci_layout import (
-    LayoutLimits,
-    read_layout,
-    write_layout,
-)
-from imageledger.integrity import Checkpoint, VerifyReport
 from imageledger.ledger import Ledger, open_factory
 from imageledger.projections.audit import AuditEntry, Bound, audit_entry
 from imageledger.projections.current_view import Image, replay
-from imageledger.projections.image_filter import image_query
-from imageledger.time_travel import Diff, Interval, PastStore, When, bound, log_query
 from imageledger.writes import (
     MAX_ATTEMPTS,
     BatchItem,
@@ -60,6 +51,14 @@ from imageledger.writes import (
     validate_items,
     write_with_retries,
 )
+
+# What only some calls use is imported by those calls, so that opening a store
+# to register or to read loads neither the audit queries nor the transfers.
+if TYPE_CHECKING:
+    from imageledger import transfer
+    from imageledger.infrastructure.oci_layout import LayoutLimits
+    from imageledger.integrity import Checkpoint, VerifyReport
+    from imageledger.time_travel import Diff, Interval, PastStore, When
 
 
 class ImageStore:
@@ -262,6 +261,8 @@ class ImageStore:
         `target.digest~=^sha256:`, ...): an image is listed when it matches
         any of them. A malformed filter raises InvalidArgument with its position.
         """
+        from imageledger.projections.image_filter import image_query
+
         namespace = validate_namespace(namespace)
         query = image_query(filters)
         images = self._log.current_view.list(namespace, query.keys)
@@ -292,6 +293,8 @@ class ImageStore:
         Returns the live images by (namespace, name). `progress(done, total)`
         is called every thousand events read.
         """
+        from imageledger.time_travel import bound
+
         point = Bound() if until is None else bound("until", until)
         position, moment = point.position, point.moment
         _validate_progress(progress)
@@ -341,7 +344,9 @@ class ImageStore:
         `kind` is "registered" or "deleted"; `digest` matches registrations
         at that digest. `namespace=None` means every namespace.
         """
-        query = log_query(
+        from imageledger import time_travel
+
+        query = time_travel.log_query(
             since=since,
             until=until,
             after=after,
@@ -361,6 +366,8 @@ class ImageStore:
         It holds the state right after every event at or before `when`, as
         `replay(until=when)` does; position 0 is the empty store.
         """
+        from imageledger.time_travel import PastStore
+
         return PastStore(self._log.audit_index, when, self._filtered)
 
     def where(
@@ -369,11 +376,15 @@ class ImageStore:
         """Every interval in which a name pointed at `digest`, now and in the
         past, by when it began (`until` is None while it still does).
         `namespace=None` means every namespace."""
+        from imageledger import time_travel
+
         return time_travel.where(self._log.audit_index, digest, namespace)
 
     def diff(self, a: When, b: When, *, namespace: str | None = None) -> Diff:
         """Names added, removed and retargeted between points `a` and `b` of
         the log. `namespace=None` compares every namespace."""
+        from imageledger import time_travel
+
         before, after = self.as_of(a), self.as_of(b)
         if namespace is None:
             with storage_errors():
@@ -394,6 +405,8 @@ class ImageStore:
     ) -> int:
         """Write the whole log to `file` (binary, or text) as JSON lines, one
         event a line with its chain link; return the number of events."""
+        from imageledger import transfer
+
         _validate_progress(progress)
         with storage_errors():
             return transfer.export_log(self._log, file, progress)
@@ -411,6 +424,8 @@ class ImageStore:
 
         A line longer than `max_line_bytes` (default 16 MiB, twice the largest
         legal event) is refused as it is read, without reading it whole."""
+        from imageledger import transfer
+
         _validate_progress(progress)
         with storage_errors():
             return transfer.import_log(
@@ -431,6 +446,8 @@ class ImageStore:
         `poll_interval` (seconds) defaults to 0.2 on SQLite; on PostgreSQL a
         NOTIFY wakes it and 2 s is the fallback.
         """
+        from imageledger import transfer
+
         return transfer.Watch(
             self._log, *transfer.validate(after, namespace, filters, poll_interval)
         )
@@ -468,6 +485,9 @@ class ImageStore:
         the defaults fit any real layout, and a hostile one is refused
         before it costs more.
         """
+        from imageledger import transfer
+        from imageledger.infrastructure.oci_layout import LayoutLimits, read_layout
+
         namespace = validate_namespace(namespace)
         base = transfer.validate_base_name(base_name)
         transfer.validate_path(path)
@@ -527,6 +547,9 @@ class ImageStore:
         `path` must not exist (its parent must) or be an empty directory;
         InvalidArgument otherwise, and nothing is written.
         """
+        from imageledger import transfer
+        from imageledger.infrastructure.oci_layout import write_layout
+
         transfer.validate_path(path)
         images = self.list(*filters, namespace=namespace)
         return write_layout(path, (transfer.entry(image) for image in images))
@@ -539,6 +562,8 @@ class ImageStore:
         Keep it somewhere else; `verify(checkpoint)` later proves that nothing
         up to that position was rewritten. `str()` of it is `POSITION:HEAD`.
         """
+        from imageledger import integrity
+
         with storage_errors():
             return integrity.checkpoint(self._log)
 
@@ -551,6 +576,8 @@ class ImageStore:
         that the log still has that head at that position. Raises IntegrityError
         naming the first bad position and what is wrong there.
         """
+        from imageledger import integrity
+
         with storage_errors():
             return integrity.verify(self._log, checkpoint)
 
@@ -578,6 +605,8 @@ class ImageStore:
 
     @staticmethod
     def _filtered(images: Iterable[Image], filters: tuple[str, ...]) -> Iterator[Image]:
+        from imageledger.projections.image_filter import image_query
+
         return image_query(filters).select(images)
 
     def _current_of(

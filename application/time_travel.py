@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from imageledger.domain.digests import digest_problem
+from imageledger.domain.digests import valid_digest
 from imageledger.domain.errors import ImageNotFound, InvalidArgument
 from imageledger.domain.image import ImageName
 from imageledger.domain.labels import validate_actor
@@ -23,20 +23,18 @@ from imageledger.domain.names import (
 )
 from imageledger.domain.trusted import unvalidated
 from imageledger.errors import storage_errors, stream_with_storage_errors
-from imageledger.infrastructure.errors import StoreError
 from imageledger.projections.audit import (
     KINDS,
     AuditEntry,
     AuditIndex,
-    AuditRow,
     Bound,
     Found,
     Kind,
     LogQuery,
     audit_entry,
-    from_micros,
 )
 from imageledger.projections.current_view import Image
+from imageledger.reads import index_moment, intervals
 from imageledger.writes import MAX_POSITION
 
 When = int | datetime
@@ -126,7 +124,7 @@ def past_image(found: Found) -> Image:
             "name": row.name,
             "target": event.target,
             "labels": dict(event.labels),
-            "created_at": _moment(row, row.since),
+            "created_at": index_moment(row, row.since),
             "updated_at": event.timestamp,
             "version": row.version,
             "immutable": row.immutable,
@@ -175,44 +173,9 @@ def where(index: AuditIndex, digest: str, namespace: str | None) -> list[Interva
     digest = valid_digest("digest", digest)
     if namespace is not None:
         namespace = validate_namespace(namespace)
-    intervals: list[Interval] = []
     with storage_errors():
-        # A registration at the digest that follows one at the same digest
-        # (a change of labels) continues its interval rather than starting one.
-        continued: dict[tuple[str, str], AuditRow] = {}
-        for row in index.carrying(digest, namespace):
-            key = (row.namespace, row.name)
-            start = continued.pop(key, row)
-            end = index.next_row(row.namespace, row.name, row.position)
-            if end is not None and end.kind == "registered" and end.digest == digest:
-                continued[key] = start
-                continue
-            intervals.append(_interval(start, end, row.immutable))
-    return intervals
-
-
-def _moment(row: AuditRow, micros: int) -> datetime:
-    """A time the audit index holds (in `row`), as a datetime; StoreError
-    naming the position when no datetime can hold it."""
-    try:
-        return from_micros(micros)
-    except OverflowError:
-        raise StoreError(
-            f"the audit index's row at log position {row.position} holds a time "
-            "out of range; verify() says what is wrong there"
-        ) from None
-
-
-def _interval(start: AuditRow, end: AuditRow | None, immutable: bool) -> Interval:
-    return Interval(
-        namespace=start.namespace,
-        name=start.name,
-        since=_moment(start, start.timestamp),
-        until=None if end is None else _moment(end, end.timestamp),
-        since_position=start.position,
-        until_position=None if end is None else end.position,
-        immutable=immutable,
-    )
+        found = intervals(index.carrying(digest, namespace), index.next_row, digest)
+    return [Interval(**interval._asdict()) for interval in found]
 
 
 def diff(before: Iterable[Image], after: Iterable[Image]) -> Diff:
@@ -248,16 +211,6 @@ def position(field: str, value: object) -> int:
     if value < 0:
         raise InvalidArgument(field, "must not be negative")
     return min(value, MAX_POSITION)
-
-
-def valid_digest(field: str, digest: object) -> str:
-    """`digest` when it is a valid OCI digest string, else InvalidArgument."""
-    if not isinstance(digest, str):
-        raise InvalidArgument(field, "must be a string")
-    problem = digest_problem(digest)
-    if problem:
-        raise InvalidArgument(field, problem)
-    return digest
 
 
 def _kind(kind: str | None) -> Kind | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from imageledger.domain.errors import shown
+from imageledger.domain.errors import InvalidArgument, shown
 
 _ALGORITHM = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*", re.ASCII)
 _ENCODED = re.compile(r"[a-zA-Z0-9=_-]+", re.ASCII)
@@ -38,3 +38,13 @@ def digest_problem(digest: str) -> str | None:
     ):
         return f"a {algorithm} digest must be {length} lowercase hex characters"
     return None
+
+
+def valid_digest(field: str, digest: object) -> str:
+    """`digest` when it is a valid OCI digest string, else InvalidArgument."""
+    if not isinstance(digest, str):
+        raise InvalidArgument(field, "must be a string")
+    problem = digest_problem(digest)
+    if problem:
+        raise InvalidArgument(field, problem)
+    return digest

@@ -12,7 +12,7 @@ it had before they existed, and so its link in the hash chain.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +26,7 @@ from imageledger.domain.image import ImageName, image_id
 from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
 from imageledger.domain.names import validate_name, validate_namespace
 from imageledger.infrastructure.errors import StoreError
+from imageledger.infrastructure.rows import stored_time
 
 EVENT_CLASSES: dict[str, type[ImageName.Event]] = {
     ImageName.Registered.TOPIC: ImageName.Registered,
@@ -83,18 +84,6 @@ def _labels(value: object) -> dict[str, str]:
     ):
         raise TypeError("labels are not an object of strings")
     return value
-
-
-def stored_time(value: object) -> datetime:
-    """A stored time, in UTC (a history imported before times had to be UTC
-    may hold another offset); ValueError if it has none or UTC cannot hold it."""
-    moment = datetime.fromisoformat(_string(value))
-    if moment.utcoffset() is None:
-        raise ValueError(f"the timestamp {value!r} has no offset")
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError(f"the timestamp {value!r} is out of range in UTC") from None
 
 
 def _utc_timestamp(value: object) -> datetime:

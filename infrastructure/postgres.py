@@ -70,13 +70,11 @@ from imageledger.infrastructure.hash_chain import (
 )
 from imageledger.infrastructure.mapper import LedgerMapper
 from imageledger.infrastructure.redaction import check_credentials, redact_url, scrub
-from imageledger.infrastructure.storage import (
-    ALL_COLUMNS,
+from imageledger.infrastructure.rows import (
     AUDIT_COLUMNS,
     AUDIT_SHADOW_TABLE,
     AUDIT_TABLE,
     AUDIT_VIEW,
-    CHAIN_PAGE,
     CHAIN_TABLE,
     CURRENT_VIEW,
     DIGEST_INDEX,
@@ -84,8 +82,12 @@ from imageledger.infrastructure.storage import (
     IMAGES_SHADOW_TABLE,
     IMAGES_TABLE,
     READ_COLUMNS,
-    SNAPSHOT_AUDIT_COLUMNS,
     TRACKING_TABLE,
+)
+from imageledger.infrastructure.storage import (
+    ALL_COLUMNS,
+    CHAIN_PAGE,
+    SNAPSHOT_AUDIT_COLUMNS,
     VIEW_READ_COLUMNS,
     AuditIndexDriver,
     CurrentViewDriver,

@@ -42,7 +42,21 @@ from imageledger.infrastructure.hash_chain import (
     check_tracked,
     proven_event,
 )
-from imageledger.infrastructure.mapper import LedgerMapper, stored_time
+from imageledger.infrastructure.mapper import LedgerMapper
+from imageledger.infrastructure.rows import (
+    AUDIT_COLUMNS,
+    AUDIT_SHADOW_TABLE,
+    AUDIT_TABLE,
+    AUDIT_VIEW,
+    CURRENT_VIEW,
+    DECODING_ERRORS,
+    IMAGES_SHADOW_TABLE,
+    IMAGES_TABLE,
+    READ_COLUMNS,
+    audit_row,
+    damaged,
+    image_fields,
+)
 from imageledger.projections.audit import (
     AuditIndex,
     AuditRow,
@@ -59,20 +73,6 @@ from imageledger.projections.current_view import (
     fold,
     standing,
 )
-
-# The tables, the same on both backends.
-EVENTS_TABLE = "stored_events"  # eventsourcing's
-TRACKING_TABLE = "tracking"  # eventsourcing's: one row per view
-CHAIN_TABLE = "event_chain"
-IMAGES_TABLE = "images"
-IMAGES_SHADOW_TABLE = "images_rebuild"
-AUDIT_TABLE = "audit_index"
-AUDIT_SHADOW_TABLE = "audit_index_rebuild"
-DIGEST_INDEX = "images_digest"  # the current view by (namespace, digest)
-
-# The views' names in the tracking table.
-CURRENT_VIEW = "current_view"
-AUDIT_VIEW = "audit_index"
 
 REBUILD_BATCH = 5000  # events folded per statement batch (catch-up, rebuild)
 CHAIN_PAGE = 1000  # positions read per page by verify and the chain's upgrade
@@ -281,11 +281,6 @@ def stream_id(stored: object, position: int | None = None) -> UUID:
 # JSON text for target and labels, RFC 3339 text for the times, so that the
 # rows are plain and equal on every backend.
 
-READ_COLUMNS = (
-    "namespace, name, target, labels, created_at, updated_at, version, live, immutable"
-)
-"""The columns a row is read with, in the order `state_from_row` expects."""
-
 VIEW_READ_COLUMNS = ", ".join(f"v.{column}" for column in READ_COLUMNS.split(", "))
 """READ_COLUMNS of the view's table named `v` in a join."""
 
@@ -344,35 +339,14 @@ def state_from_row(row: Sequence[Any]) -> CurrentImage:
 
 def image_from_row(row: Sequence[Any]) -> Image:
     """The image a view row holds; StoreError if the row is damaged."""
-    try:
-        return _trusted_image(row)
-    except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise StoreError(
-            f"the current view's row of {row[1]!r} in namespace {row[0]!r} is "
-            f"damaged ({type(e).__name__}: {e}); rebuild() refolds it from the log"
-        ) from e
-
-
-def _trusted_image(row: Sequence[Any]) -> Image:
     # Rows were written from validated events: rebuild them without validating
-    # (a damaged row still fails to decode, which image_from_row reports).
-    # A name's first registration has equal times and many have no labels:
-    # those skip a parse each (a list does this a million times).
-    created_at = stored_time(row[4])
-    return unvalidated(
-        Image,
-        {
-            "namespace": row[0],
-            "name": row[1],
-            "target": Descriptor.from_stored(orjson.loads(row[2])),
-            "labels": {} if row[3] == "{}" else orjson.loads(row[3]),
-            "created_at": created_at,
-            "updated_at": created_at if row[5] == row[4] else stored_time(row[5]),
-            "version": row[6],
-            "immutable": bool(row[8]),
-        },
-        set(_IMAGE_FIELDS),  # none of them is ever None
-    )
+    # (a damaged row still fails to decode, which is reported).
+    try:
+        fields = image_fields(row)
+        fields["target"] = Descriptor.from_stored(fields["target"])
+    except DECODING_ERRORS as e:
+        raise damaged(row, e) from e
+    return unvalidated(Image, fields, set(_IMAGE_FIELDS))  # none is ever None
 
 
 _IMAGE_FIELDS = frozenset(Image.model_fields)
@@ -394,35 +368,10 @@ def same_column(column: str, viewed: object, folded: object) -> bool:
 # An audit-index row: the fold as storage sees it, and the WHERE clauses of
 # the queries.
 
-AUDIT_COLUMNS = (
-    "position, namespace, name, version, kind, digest, timestamp, actor, since, "
-    "immutable"
-)
-"""The columns of an index row, in `AuditRow`'s order."""
-
 SNAPSHOT_AUDIT_COLUMNS = ", ".join(
     f"a.{column} AS audit_{column}" for column in AUDIT_COLUMNS.split(", ")
 )
 """AUDIT_COLUMNS of the index's table named `a` in the snapshot read."""
-
-
-def audit_row(values: Sequence[Any]) -> AuditRow:
-    """An index row read as AUDIT_COLUMNS (`immutable` is 0/1 in SQLite)."""
-    position, namespace, name, version, kind, digest, timestamp, actor, since = values[
-        :9
-    ]
-    return AuditRow(
-        position,
-        namespace,
-        name,
-        version,
-        kind,
-        digest,
-        timestamp,
-        actor,
-        since,
-        bool(values[9]),
-    )
 
 
 LAST = 2**63 - 1

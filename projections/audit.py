@@ -13,16 +13,35 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple
+from datetime import datetime
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.image import ImageName
+from imageledger.projections.audit_rows import (
+    KINDS,
+    AuditRow,
+    Kind,
+    from_micros,
+    micros,
+)
 
-Kind = Literal["registered", "deleted"]
-KINDS: tuple[Kind, ...] = ("registered", "deleted")
+__all__ = [
+    "KINDS",
+    "AuditEntry",
+    "AuditIndex",
+    "AuditRow",
+    "Bound",
+    "Found",
+    "Kind",
+    "LogQuery",
+    "audit_entry",
+    "audit_fold",
+    "from_micros",
+    "micros",
+]
 
 
 class AuditEntry(BaseModel):
@@ -69,40 +88,6 @@ def audit_entry(position: int, event: ImageName.Event) -> AuditEntry:
         immutable=immutable,
         forced=forced,
     )
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def micros(moment: datetime) -> int:
-    """`moment` as integer microseconds since the epoch: exact, and it sorts."""
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def from_micros(value: int) -> datetime:
-    """The UTC datetime of `micros`."""
-    return _EPOCH + timedelta(microseconds=value)
-
-
-class AuditRow(NamedTuple):
-    """The audit index's row of the event at `position`.
-
-    Times are microseconds since the epoch (`micros`). `since` is when the
-    name's current life began: the timestamp of the registration that followed
-    its last delete (a delete keeps the life it ended).
-    """
-
-    position: int
-    namespace: str
-    name: str
-    version: int
-    kind: Kind
-    digest: str | None
-    timestamp: int
-    actor: str
-    since: int
-    immutable: bool
 
 
 def audit_fold(
