@@ -700,16 +700,35 @@ class SQLiteTracking(Tracking):
     def page(
         self, c: SQLiteCursor, *, after: int, upto: int | None, limit: int
     ) -> builtins.list[tuple[int, ImageName.Event]]:
-        statement = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE rowid>? "
+        statement = (
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {EVENTS_TABLE} WHERE rowid>? "
+        )
         params: list[int] = [after]
         if upto is not None:
             statement += "AND rowid<=? "
             params.append(upto)
-        c.execute(statement + "ORDER BY rowid LIMIT ?", [*params, limit])
-        return [
-            (row["rowid"], self.mapper.to_domain_event(notification_from_row(row)))
-            for row in c.fetchall()
-        ]
+        # Plain tuples, decoded in bulk, on a cursor of their own in the
+        # same transaction (`c` keeps its named rows for its other readers).
+        cursor = c.sqlite_cursor.connection.cursor()
+        cursor.row_factory = None
+        try:
+            cursor.execute(statement + "ORDER BY rowid LIMIT ?", [*params, limit])
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return self.mapper.decode_rows(rows, self._one)
+
+    def _one(self, row: Sequence[Any]) -> ImageName.Event:
+        return self.mapper.to_domain_event(
+            Notification(
+                id=row[0],
+                originator_id=stream_id(row[1], row[0]),
+                originator_version=row[2],
+                topic=row[3],
+                state=row[4],
+            )
+        )
 
     def lock(self, c: SQLiteCursor) -> None:
         """Nothing to take: a write transaction holds the write lock from BEGIN."""
@@ -1044,6 +1063,22 @@ def create_audit_statements() -> list[str]:
     ]
 
 
+def _last_rows_statement(table: str) -> str:
+    """Each name's last row in `table` before a position (all its rows when
+    the position is null): one JSON array of [namespace, name, position]."""
+    key = (
+        "json_extract(value, '$[0]') AS namespace, "
+        "json_extract(value, '$[1]') AS name, "
+        "json_extract(value, '$[2]') AS before"
+    )
+    return (
+        f"SELECT {_AS_A} FROM (SELECT {key} FROM json_each(?)) AS k "
+        f"JOIN {table} AS a ON a.position = (SELECT MAX(position) FROM {table} "
+        "WHERE namespace = k.namespace AND name = k.name "
+        "AND (k.before IS NULL OR position < k.before))"
+    )
+
+
 def _audit_row(row: Any) -> AuditRow:
     position, namespace, name, version, kind, digest, timestamp, actor, since = row[:9]
     return AuditRow(
@@ -1170,6 +1205,23 @@ class SQLiteAuditIndex(AuditIndexDriver):
         )
         row = c.fetchone()
         return None if row is None else int(row[0])
+
+    def _last_rows(
+        self,
+        c: SQLiteCursor,
+        table: str,
+        before: dict[tuple[str, str], int | None],
+    ) -> dict[tuple[str, str], AuditRow | None]:
+        found: dict[tuple[str, str], AuditRow | None] = dict.fromkeys(before)
+        keys = [[*key, position] for key, position in before.items()]
+        for start in range(0, len(keys), SELECT_CHUNK):
+            c.execute(
+                _last_rows_statement(table),
+                (orjson.dumps(keys[start : start + SELECT_CHUNK]).decode(),),
+            )
+            for row in c.fetchall():
+                found[row[1], row[2]] = _audit_row(row)
+        return found
 
     def _last_row(
         self,
