@@ -967,12 +967,19 @@ class SQLiteCurrentView(CurrentViewDriver):
         c.execute(create_table_statement(CHECK_TABLE))
 
     def _differing_keys(self, c: SQLiteCursor) -> Iterator[tuple[Any, Any]]:
-        columns = ", ".join(ALL_COLUMNS)
+        # A row of either table without an equal row (every column `IS`
+        # equal, as EXCEPT compares them) in the other: one primary-key
+        # search per row, where EXCEPT would sort both tables.
+        def without_equal(table: str, other: str) -> str:
+            equal = " AND ".join(f"o.{column} IS t.{column}" for column in ALL_COLUMNS)
+            return (
+                f"SELECT t.namespace, t.name FROM {table} AS t "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {other} AS o WHERE {equal})"
+            )
+
         differing = (
-            f"SELECT namespace, name FROM (SELECT {columns} FROM {IMAGES_TABLE} "
-            f"EXCEPT SELECT {columns} FROM {CHECK_TABLE}) UNION "
-            f"SELECT namespace, name FROM (SELECT {columns} FROM {CHECK_TABLE} "
-            f"EXCEPT SELECT {columns} FROM {IMAGES_TABLE}) ORDER BY 1, 2"
+            f"{without_equal(IMAGES_TABLE, CHECK_TABLE)} UNION "
+            f"{without_equal(CHECK_TABLE, IMAGES_TABLE)} ORDER BY 1, 2"
         )
         # Streamed on a second cursor of the same connection (and transaction),
         # while `c` reads each candidate's two rows.
