@@ -144,7 +144,7 @@ class Ledger(Application[UUID]):
         self, namespace: str, name: str, snapshot: Snapshot
     ) -> ImageName | None:
         what = f"image {name!r} in namespace {namespace!r}"
-        row, last, view_position = snapshot
+        row, last, view_position = snapshot.row, snapshot.last, snapshot.view_position
         if last and view_position < last[0][0]:
             # The view has not folded the stream's last event (it was created
             # on an existing log, or lost its position): the whole stream says.

@@ -12,15 +12,17 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench import raw_sqlite
 from bench.live_view import target
-from bench.table import Row, rate_row
+from bench.table import Row, in_turns, rate_row, rounds_row
 from imageledger import ImageStore
 from imageledger.domain.image import image_id
 from imageledger.infrastructure.sqlite import CARRYING, NEXT_ROW, SELECT_STREAM
@@ -59,17 +61,14 @@ def _name(i: int) -> str:
     return f"registry.example/team/app{i}:v1"
 
 
-def reads(path: Path, images: int, lookups: int, rounds: int = 5) -> list[Row]:
+def reads(path: Path, images: int, lookups: int, rounds: int = 10) -> list[Row]:
     """`get`, `history` and `where` of random names and digests, against raw
-    SELECTs, in turns."""
+    SELECTs, in turns (see `in_turns`)."""
     rng = random.Random(7)
     picked = [rng.randrange(images) for _ in range(lookups)]
-    per_round = max(1, lookups // rounds)
-    cases = ("get", "raw get", "history", "raw history", "where", "raw where")
-    elapsed = dict.fromkeys(cases, 0.0)
     raw = sqlite3.connect(path)
     with ImageStore.open(path) as store:
-        steps: dict[str, Any] = {
+        steps: dict[str, Callable[[int], object]] = {
             "get": lambda i: store.get(_name(i)),
             "raw get": lambda i: raw_sqlite.get(raw, _name(i)),
             "history": lambda i: store.history(_name(i)),
@@ -77,22 +76,15 @@ def reads(path: Path, images: int, lookups: int, rounds: int = 5) -> list[Row]:
             "where": lambda i: store.where(target(i)["digest"]),
             "raw where": lambda i: raw_sqlite.where(raw, target(i)["digest"]),
         }
-        for r in range(rounds):
-            chunk = picked[r * per_round : (r + 1) * per_round]
-            for case, step in steps.items():
-                began = time.perf_counter()
-                for i in chunk:
-                    step(i)
-                elapsed[case] += time.perf_counter() - began
+        rates = in_turns(steps, picked, rounds)
     raw.close()
-    done = per_round * rounds
-    ms = {case: 1000 * seconds / done for case, seconds in elapsed.items()}
+    ms = {case: 1000 / statistics.median(rate) for case, rate in rates.items()}
     return [
-        rate_row(
+        rounds_row(
             f"get of a random name, {images:,} images",
-            done / elapsed["get"],
-            done / elapsed["raw get"],
-            0.5,
+            rates["get"],
+            rates["raw get"],
+            0.8,
         ),
         *(
             Row(

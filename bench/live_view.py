@@ -9,13 +9,13 @@ Three loops of durable single registers of fresh names, in one run:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench import raw_sqlite
-from bench.table import Row, rate_row
+from bench.table import Row, in_turns, rounds_row
 from imageledger import ImageStore
 
 
@@ -29,11 +29,7 @@ def target(i: int) -> dict[str, Any]:
 
 
 def run(folder: Path, count: int, rounds: int = 10) -> list[Row]:
-    """The loops take turns, `rounds` times, so that all of them see the same
-    disk: fsync times on a shared machine drift by a factor of two in a minute.
-    """
-    per_round = max(1, count // rounds)
-    elapsed = {"raw": 0.0, "live": 0.0, "catch-up": 0.0}
+    """The loops take turns, `rounds` times (see `in_turns`)."""
     raw = raw_sqlite.connect(folder / "raw-single.db")
     live = ImageStore.open(folder / "in-transaction.db")
     detached = ImageStore.open(folder / "catch-up.db")
@@ -44,38 +40,32 @@ def run(folder: Path, count: int, rounds: int = 10) -> list[Row]:
         detached.register(f"app/catchup:{i}", target(i))
         view.catch_up()
 
-    steps: dict[str, Callable[[int], None]] = {
+    steps: dict[str, Callable[[int], object]] = {
         "raw": lambda i: raw_sqlite.register(raw, f"app/raw:{i}", target(i)),
         "live": lambda i: live.register(f"app/live:{i}", target(i)),
         "catch-up": register_then_catch_up,
     }
     try:
-        for r in range(rounds):
-            for case, step in steps.items():
-                started = time.perf_counter()
-                for i in range(r * per_round, (r + 1) * per_round):
-                    step(i)
-                elapsed[case] += time.perf_counter() - started
+        rates = in_turns(steps, range(count), rounds)
     finally:
         raw.close()
         live.close()
         detached.close()
-    done = per_round * rounds
-    raw_rate = done / elapsed["raw"]
-    catch_up = done / elapsed["catch-up"]
     return [
-        rate_row(
+        rounds_row(
             "durable register, view in the write's transaction",
-            done / elapsed["live"],
-            raw_rate,
+            rates["live"],
+            rates["raw"],
             0.5,
         ),
-        Row(
-            "  (for comparison: view caught up after the write)",
-            f"{catch_up:,.0f}/s",
-            f"{raw_rate:,.0f}/s",
-            catch_up / raw_rate,
-            "",
-            None,
+        replace(
+            rounds_row(
+                "  (for comparison: view caught up after the write)",
+                rates["catch-up"],
+                rates["raw"],
+                0,
+            ),
+            target="",
+            met=None,
         ),
     ]

@@ -122,12 +122,15 @@ def register_batch(
 
 
 def get(connection: sqlite3.Connection, name: str) -> tuple[Any, ...] | None:
-    """A primary-key SELECT of one live view row."""
+    """A primary-key SELECT of one live view row, its JSON (target and
+    labels) decoded, as a reader needs it."""
     row: tuple[Any, ...] | None = connection.execute(
         f"SELECT {VIEW_COLUMNS} FROM images WHERE namespace=? AND name=? AND live=1",
         ("default", name),
     ).fetchone()
-    return row
+    if row is None:
+        return None
+    return (*row[:2], orjson.loads(row[2]), orjson.loads(row[3]), *row[4:])
 
 
 def history(connection: sqlite3.Connection, name: str) -> list[tuple[Any, ...]]:

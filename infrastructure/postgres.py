@@ -84,6 +84,7 @@ from imageledger.infrastructure.storage import (
     IMAGES_SHADOW_TABLE,
     IMAGES_TABLE,
     READ_COLUMNS,
+    SNAPSHOT_AUDIT_COLUMNS,
     TRACKING_TABLE,
     VIEW_READ_COLUMNS,
     AuditIndexDriver,
@@ -91,6 +92,7 @@ from imageledger.infrastructure.storage import (
     Decide,
     LiveView,
     Progress,
+    Seen,
     Tracking,
     Wakeup,
     apply_live_views,
@@ -426,10 +428,11 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
         c: Cursor[DictRow],
         stored_events: Sequence[StoredEvent],
         events: Sequence[ImageName.Event],
+        seen: Seen | None = None,
     ) -> Sequence[int]:
         """Insert events in the caller's transaction `c` (with their links and
-        the live views); return their positions."""
-        return self._insert_events(c, stored_events, image_events=events)
+        the live views, folded from `seen`); return their positions."""
+        return self._insert_events(c, stored_events, image_events=events, seen=seen)
 
     def insert_into_empty(
         self, pages: Iterable[tuple[Sequence[StoredEvent], Sequence[ImageName.Event]]]
@@ -476,7 +479,13 @@ class LedgerPostgresRecorder(PostgresProcessRecorder):
         positions = self._fetch_ids_after_insert_events(c, stored_events, **kwargs)
         if positions is not None:
             append_links(c, self.datastore.schema, previous, positions, stored_events)
-        apply_live_views(c, self.live_views, positions, kwargs.get("image_events"))
+        apply_live_views(
+            c,
+            self.live_views,
+            positions,
+            kwargs.get("image_events"),
+            kwargs.get("seen"),
+        )
         assert positions is not None  # apply_live_views raises otherwise
         return positions
 
@@ -779,13 +788,15 @@ class PostgresCurrentView(CurrentViewDriver):
             f"SELECT k.key, {VIEW_READ_COLUMNS}, e.notification_id, "
             "e.originator_id, e.originator_version, e.topic, e.state, "
             "(SELECT notification_id FROM {tracking} WHERE application_name="
-            f"'{CURRENT_VIEW}') AS tracked "
+            f"'{CURRENT_VIEW}') AS tracked, {SNAPSHOT_AUDIT_COLUMNS} "
             "FROM unnest(%s::text[], %s::uuid[]) AS k(key, stream) "
             "LEFT JOIN {table} AS v ON v.namespace=%s AND v.name=k.key "
             "LEFT JOIN LATERAL (SELECT notification_id, originator_id, "
             "originator_version, topic, state FROM {events} "
             "WHERE originator_id=k.stream ORDER BY originator_version DESC "
-            "LIMIT 2) AS e ON true ORDER BY k.key, e.originator_version DESC"
+            "LIMIT 2) AS e ON true "
+            "LEFT JOIN {audit} AS a ON a.position=e.notification_id "
+            "ORDER BY k.key, e.originator_version DESC"
         )
         self._list = self._sql(
             f"SELECT {READ_COLUMNS} FROM {{table}} WHERE namespace=%s AND live "
@@ -797,13 +808,15 @@ class PostgresCurrentView(CurrentViewDriver):
         )
 
     def _sql(self, text: str, table: str = IMAGES_TABLE) -> Composed:
-        """`text` with {table}, {events}, {tracking} and {pkey} named in our schema."""
+        """`text` with {table}, {events}, {tracking}, {audit} and {pkey} named in
+        our schema."""
         # The check table is temporary, private to verify's transaction.
         schema = "pg_temp" if table == CHECK_TABLE else self.datastore.schema
         return SQL(text).format(
             table=Identifier(schema, table),
             events=Identifier(self.datastore.schema, EVENTS_TABLE),
             tracking=Identifier(self.datastore.schema, TRACKING_TABLE),
+            audit=Identifier(self.datastore.schema, AUDIT_TABLE),
             pkey=Identifier(f"{table}_pkey"),
         )
 

@@ -89,16 +89,19 @@ from imageledger.infrastructure.storage import (
     IMAGES_TABLE,
     MIN_POSITION,
     READ_COLUMNS,
+    SNAPSHOT_AUDIT_COLUMNS,
     VIEW_READ_COLUMNS,
     AuditIndexDriver,
     CurrentViewDriver,
     Decide,
     LiveView,
     Progress,
+    Seen,
     SleepOnFile,
     Tracking,
     Wakeup,
     apply_live_views,
+    audit_row,
     chain_rows,
     image_from_row,
     log_conditions,
@@ -522,7 +525,13 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
         positions = super()._insert_events(c, stored_events, **kwargs)
         if positions is not None:
             append_links(c, positions, stored_events)
-        apply_live_views(c, self.live_views, positions, kwargs.get("image_events"))
+        apply_live_views(
+            c,
+            self.live_views,
+            positions,
+            kwargs.get("image_events"),
+            kwargs.get("seen"),
+        )
         assert positions is not None  # apply_live_views raises otherwise
         return positions
 
@@ -531,10 +540,13 @@ class LedgerSQLiteRecorder(SQLiteProcessRecorder):
         c: SQLiteCursor,
         stored_events: Sequence[StoredEvent],
         events: Sequence[ImageName.Event],
+        seen: Seen | None = None,
     ) -> Sequence[int]:
         """Insert events in the caller's write transaction `c` (with their
-        links and the live views); return their positions."""
-        positions = self._insert_events(c, stored_events, image_events=events)
+        links and the live views, folded from `seen`); return their positions."""
+        positions = self._insert_events(
+            c, stored_events, image_events=events, seen=seen
+        )
         assert positions is not None  # _insert_events raises otherwise
         return positions
 
@@ -865,17 +877,24 @@ class SQLiteCurrentView(CurrentViewDriver):
         )
         # Each name's view row and its stream's last two events, read in one
         # statement (one moment): a write checks the row against the events.
-        self._snapshot = (
+        # The names come as a JSON array of [name, stream] pairs, or for a
+        # single name (most writes) as two parameters, which is cheaper.
+        self._snapshot, self._snapshot_one = (
             f"SELECT k.key, {VIEW_READ_COLUMNS}, e.rowid, e.originator_id, "
             "e.originator_version, e.topic, e.state, (SELECT notification_id "
-            f"FROM tracking WHERE application_name='{CURRENT_VIEW}') FROM (SELECT "
-            "json_extract(value, '$[0]') AS key, json_extract(value, '$[1]') "
-            "AS stream FROM json_each(?)) AS k "
+            f"FROM tracking WHERE application_name='{CURRENT_VIEW}'), "
+            f"{SNAPSHOT_AUDIT_COLUMNS} FROM {keys} AS k "
             f"LEFT JOIN {IMAGES_TABLE} AS v ON v.namespace=? AND v.name=k.key "
             f"LEFT JOIN {EVENTS_TABLE} AS e ON e.originator_id=k.stream "
             "AND e.originator_version>=(SELECT MAX(originator_version) "
             f"FROM {EVENTS_TABLE} WHERE originator_id=k.stream)-1 "
+            f"LEFT JOIN {AUDIT_TABLE} AS a ON a.position=e.rowid "
             "ORDER BY k.key, e.originator_version DESC"
+            for keys in (
+                "(SELECT json_extract(value, '$[0]') AS key, "
+                "json_extract(value, '$[1]') AS stream FROM json_each(?))",
+                "(SELECT ? AS key, ? AS stream)",
+            )
         )
         self._list = (
             f"SELECT {READ_COLUMNS} FROM {IMAGES_TABLE} "
@@ -917,6 +936,10 @@ class SQLiteCurrentView(CurrentViewDriver):
         names: builtins.list[str],
         streams: builtins.list[UUID],
     ) -> Iterator[Any]:
+        if len(names) == 1:
+            c.execute(self._snapshot_one, (names[0], streams[0].hex, namespace))
+            yield from c.fetchall()
+            return
         for start in range(0, len(names), SELECT_CHUNK):
             keys = [
                 [name, stream.hex]
@@ -1086,22 +1109,6 @@ def _last_rows_statement(table: str) -> str:
     )
 
 
-def _audit_row(row: Any) -> AuditRow:
-    position, namespace, name, version, kind, digest, timestamp, actor, since = row[:9]
-    return AuditRow(
-        position,
-        namespace,
-        name,
-        version,
-        kind,
-        digest,
-        timestamp,
-        actor,
-        since,
-        bool(row[9]),
-    )
-
-
 class SQLiteAuditIndex(AuditIndexDriver):
     """The audit index on one SQLite file, kept in the writes' transactions."""
 
@@ -1140,11 +1147,11 @@ class SQLiteAuditIndex(AuditIndexDriver):
             statement, params = CARRYING_IN_NAMESPACE, [digest, namespace]
         with self.datastore.transaction(commit=False) as c:
             c.execute(statement, params)
-            return [_audit_row(row) for row in c.fetchall()]
+            return [audit_row(row) for row in c.fetchall()]
 
     def next_row(self, namespace: str, name: str, after: int) -> AuditRow | None:
         row = self.datastore.read_one(NEXT_ROW, (namespace, name, after))
-        return None if row is None else _audit_row(row)
+        return None if row is None else audit_row(row)
 
     def namespaces(self) -> list[str]:
         with self.datastore.transaction(commit=False) as c:
@@ -1160,7 +1167,7 @@ class SQLiteAuditIndex(AuditIndexDriver):
             cursor = c.sqlite_cursor
             cursor.execute(statement, params)
             for row in cursor:
-                yield Found(_audit_row(row), decode(notification_from_row(row)))
+                yield Found(audit_row(row), decode(notification_from_row(row)))
 
     # The statements of the shared drivers (AuditIndexDriver).
 
@@ -1190,7 +1197,7 @@ class SQLiteAuditIndex(AuditIndexDriver):
             f"SELECT {AUDIT_COLUMNS} FROM {AUDIT_TABLE} WHERE position BETWEEN ? AND ?",
             (first, last),
         )
-        return {row[0]: _audit_row(row) for row in c.fetchall()}
+        return {row[0]: audit_row(row) for row in c.fetchall()}
 
     def _insert(self, c: SQLiteCursor, table: str, rows: list[AuditRow]) -> None:
         c.executemany(
@@ -1227,7 +1234,7 @@ class SQLiteAuditIndex(AuditIndexDriver):
                 (orjson.dumps(keys[start : start + SELECT_CHUNK]).decode(),),
             )
             for row in c.fetchall():
-                found[row[1], row[2]] = _audit_row(row)
+                found[row[1], row[2]] = audit_row(row)
         return found
 
     def _last_row(
@@ -1245,7 +1252,7 @@ class SQLiteAuditIndex(AuditIndexDriver):
             params.append(before)
         c.execute(statement + "ORDER BY position DESC LIMIT 1", params)
         row = c.fetchone()
-        return None if row is None else _audit_row(row)
+        return None if row is None else audit_row(row)
 
 
 # The factory.

@@ -21,6 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
@@ -96,6 +97,37 @@ class Snapshot(NamedTuple):
     row: CurrentImage | StoreError | None
     last: list[tuple[int, ImageName.Event]]
     view_position: int
+    audit: AuditRow | None = None
+    """The audit index's row of the newest event (None: no event, or no row)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What a write read of its names at its start, in its own transaction:
+    their current-view rows (None: no row) and their audit rows at their
+    streams' last events (None: a new name). The live views fold the write's
+    events from these instead of reading the rows again, but only when their
+    tracking shows they reflected the whole log before the write (see
+    LiveViewDriver.apply)."""
+
+    states: dict[tuple[str, str], CurrentImage | None]
+    audit_rows: dict[tuple[str, str], AuditRow | None]
+
+    @classmethod
+    def of(
+        cls, namespace: str, snapshots: dict[str, Snapshot], names: Iterable[str]
+    ) -> Seen:
+        """The rows of `names` in `snapshots` (a name with none has no row)."""
+        states: dict[tuple[str, str], CurrentImage | None] = {}
+        audit_rows: dict[tuple[str, str], AuditRow | None] = {}
+        for name in names:
+            snapshot = snapshots.get(name) or Snapshot(None, [], 0)
+            key = (namespace, name)
+            if not isinstance(snapshot.row, StoreError):
+                states[key] = snapshot.row
+            if snapshot.audit is not None or not snapshot.last:  # none: a new name
+                audit_rows[key] = snapshot.audit
+        return cls(states, audit_rows)
 
 
 Decide = Callable[[dict[str, Snapshot]], Sequence[ImageName.Event]]
@@ -108,7 +140,7 @@ Decide = Callable[[dict[str, Snapshot]], Sequence[ImageName.Event]]
 class LiveView(Protocol):
     """A view kept current inside the transaction that appends the events."""
 
-    def apply(self, cursor: Any, recorded: Recorded) -> None:
+    def apply(self, cursor: Any, recorded: Recorded, seen: Seen | None) -> None:
         """Fold `recorded` into the view using `cursor`'s transaction."""
 
 
@@ -368,6 +400,31 @@ AUDIT_COLUMNS = (
 )
 """The columns of an index row, in `AuditRow`'s order."""
 
+SNAPSHOT_AUDIT_COLUMNS = ", ".join(
+    f"a.{column} AS audit_{column}" for column in AUDIT_COLUMNS.split(", ")
+)
+"""AUDIT_COLUMNS of the index's table named `a` in the snapshot read."""
+
+
+def audit_row(values: Sequence[Any]) -> AuditRow:
+    """An index row read as AUDIT_COLUMNS (`immutable` is 0/1 in SQLite)."""
+    position, namespace, name, version, kind, digest, timestamp, actor, since = values[
+        :9
+    ]
+    return AuditRow(
+        position,
+        namespace,
+        name,
+        version,
+        kind,
+        digest,
+        timestamp,
+        actor,
+        since,
+        bool(values[9]),
+    )
+
+
 LAST = 2**63 - 1
 
 
@@ -435,16 +492,18 @@ def apply_live_views(
     views: Sequence[LiveView],
     positions: Sequence[int] | None,
     events: Sequence[ImageName.Event] | None,
+    seen: Seen | None = None,
 ) -> None:
     """Fold events just inserted at `positions` into every live view, in the
-    insert's transaction `c` (the recorders' last step)."""
+    insert's transaction `c` (the recorders' last step); `seen`: what the
+    write read of its names at its start."""
     if events is None or positions is None:
         raise ProgrammingError(
             "imageledger writes pass their domain events, so views stay current"
         )
     recorded = list(zip(positions, events, strict=True))
     for view in views:
-        view.apply(c, recorded)
+        view.apply(c, recorded, seen)
 
 
 def check_not_beyond(view: str, position: int, head: int) -> None:
@@ -538,8 +597,11 @@ class LiveViewDriver(ABC):
         self.tracking = tracking
 
     @abstractmethod
-    def _fold_into(self, c: Any, table: str, recorded: Recorded) -> None:
-        """Fold `recorded` into `table` (the view, or its shadow)."""
+    def _fold_into(
+        self, c: Any, table: str, recorded: Recorded, seen: Seen | None = None
+    ) -> None:
+        """Fold `recorded` into `table` (the view, or its shadow), starting
+        from the rows in `seen` for the names it has."""
 
     @abstractmethod
     def _forget_after(self, c: Any, table: str, position: int) -> None:
@@ -555,8 +617,10 @@ class LiveViewDriver(ABC):
 
     # Live driver: called by the recorder inside the write transaction.
 
-    def apply(self, cursor: Any, recorded: Recorded) -> None:
-        """Fold `recorded` into the view using `cursor`'s transaction."""
+    def apply(self, cursor: Any, recorded: Recorded, seen: Seen | None) -> None:
+        """Fold `recorded` into the view using `cursor`'s transaction, from
+        the rows the write read at its start (`seen`) when the view reflected
+        the whole log before these events: then no row of it has changed since."""
         if not recorded:
             return
         first, last = recorded[0][0], recorded[-1][0]
@@ -565,7 +629,8 @@ class LiveViewDriver(ABC):
             # existing log, or lost its rows): catch it up first, same transaction.
             self._catch_up(cursor, self.table, upto=self.tracking.before(cursor, first))
             self.tracking.track(cursor, self.name, last)
-        self._fold_into(cursor, self.table, recorded)
+            seen = None  # the catch-up may have rewritten the rows seen
+        self._fold_into(cursor, self.table, recorded, seen)
 
     def catch_up(self) -> int:
         """Fold events the view has not seen yet (after a crash or an upgrade).
@@ -676,8 +741,9 @@ class CurrentViewDriver(LiveViewDriver, CurrentView):
     ) -> Iterable[Sequence[Any]]:
         """The rows of the snapshot read: the key, VIEW_READ_COLUMNS, one of
         the stream's last two events (position, id, version, topic, state,
-        newest first, NULLs for none) and the view's tracked position, read
-        in `c`'s transaction."""
+        newest first, NULLs for none), the view's tracked position and the
+        audit index's row of that event (SNAPSHOT_AUDIT_COLUMNS), read in
+        `c`'s transaction."""
 
     @abstractmethod
     def _states(
@@ -727,7 +793,8 @@ class CurrentViewDriver(LiveViewDriver, CurrentView):
             snapshot = found.get(name)
             if snapshot is None:
                 state = None if row[2] is None else read_state(row[1:10])
-                snapshot = found[name] = Snapshot(state, [], row[15] or 0)
+                audit = None if row[16] is None else audit_row(row[16:26])
+                snapshot = found[name] = Snapshot(state, [], row[15] or 0, audit)
             if row[10] is not None:
                 stored = Notification(
                     id=row[10],
@@ -745,14 +812,28 @@ class CurrentViewDriver(LiveViewDriver, CurrentView):
         """Nothing: a catch-up refolds every name it meets from its row, and
         the row is rewritten whole."""
 
-    def _fold_into(self, c: Any, table: str, recorded: Recorded) -> None:
-        self._fold(c, table, recorded, check=False)
+    def _fold_into(
+        self, c: Any, table: str, recorded: Recorded, seen: Seen | None = None
+    ) -> None:
+        self._fold(c, table, recorded, check=False, seen=seen)
 
-    def _fold(self, c: Any, table: str, recorded: Recorded, *, check: bool) -> None:
+    def _fold(
+        self,
+        c: Any,
+        table: str,
+        recorded: Recorded,
+        *,
+        check: bool,
+        seen: Seen | None = None,
+    ) -> None:
         events = [event for _, event in recorded]
         keys = builtins.list(dict.fromkeys((e.namespace, e.name) for e in events))
         states: dict[tuple[str, str], CurrentImage | None] = dict.fromkeys(keys)
-        states.update(self._states(c, table, keys))
+        known = {} if seen is None else seen.states
+        unread = [key for key in keys if key not in known]
+        states.update((key, known[key]) for key in keys if key in known)
+        if unread:
+            states.update(self._states(c, table, unread))
         fold_states(states, events, [p for p, _ in recorded] if check else None)
         self._upsert(
             c,
@@ -889,9 +970,16 @@ class AuditIndexDriver(LiveViewDriver, AuditIndex):
     def _forget_after(self, c: Any, table: str, position: int) -> None:
         self._delete_after(c, table, position)
 
-    def _fold_into(self, c: Any, table: str, recorded: Recorded) -> None:
-        keys = ((event.namespace, event.name) for _, event in recorded)
-        previous = self._last_rows(c, table, dict.fromkeys(keys))
+    def _fold_into(
+        self, c: Any, table: str, recorded: Recorded, seen: Seen | None = None
+    ) -> None:
+        previous: dict[tuple[str, str], AuditRow | None] = {}
+        if seen is not None:
+            previous.update(seen.audit_rows)
+        keys = dict.fromkeys((event.namespace, event.name) for _, event in recorded)
+        unread = [key for key in keys if key not in previous]
+        if unread:  # read at once: each name's last row
+            previous.update(self._last_rows(c, table, dict.fromkeys(unread)))
         rows = []
         for position, event in recorded:
             key = (event.namespace, event.name)
@@ -975,18 +1063,23 @@ def verify_log(
 def write(
     c: Any,
     view: CurrentViewDriver,
-    insert: Callable[[Any, Sequence[StoredEvent], Sequence[ImageName.Event]], Any],
+    insert: Callable[
+        [Any, Sequence[StoredEvent], Sequence[ImageName.Event], Seen], Any
+    ],
     namespace: str,
     names: builtins.list[str],
     decide: Decide,
 ) -> builtins.list[int]:
     """One write in `c`'s open write transaction (see StoreFactory.write):
     read the snapshots, decide, insert what was decided."""
-    events = decide(view.read_snapshots(c, namespace, names))
+    snapshots = view.read_snapshots(c, namespace, names)
+    events = decide(snapshots)
     if not events:
         return []
     stored = [view.mapper.to_stored_event(event) for event in events]
-    return builtins.list(insert(c, stored, events))
+    return builtins.list(
+        insert(c, stored, events, Seen.of(namespace, snapshots, names))
+    )
 
 
 # Waiting for other processes' appends. SQLite has no notifications: the
