@@ -11,7 +11,8 @@ it had before they existed, and so its link in the hash chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 
 from imageledger.domain.descriptor import Descriptor
 from imageledger.domain.errors import InvalidArgument
-from imageledger.domain.image import ImageName, image_id
+from imageledger.domain.image import IMAGE_ID_NAMESPACE, ImageName, image_id
 from imageledger.domain.labels import validate_actor, validate_labels, validate_reason
 from imageledger.domain.names import validate_name, validate_namespace
 from imageledger.infrastructure.errors import StoreError
@@ -129,6 +130,14 @@ _CHECKED_DECODERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+LogRow = Sequence[Any]
+"""One row of the log as a backend reads it: (position, aggregate id, version,
+topic, state)."""
+
+Decoded = list[tuple[int, ImageName.Event]]
+"""Events as `decode_rows` gives them: (position, event), in the rows' order."""
+
+
 class LedgerMapper(Mapper[UUID]):
     """Converts image events to stored events and back, for our topics only."""
 
@@ -163,6 +172,69 @@ class LedgerMapper(Mapper[UUID]):
             )
         return event
 
+    def decode_rows(
+        self,
+        rows: Iterable[LogRow],
+        one: Callable[[LogRow], ImageName.Event],
+        *,
+        checked: bool = False,
+    ) -> Decoded:
+        """The events of many log rows, in one pass: what `one(row)` gives
+        for each row, where `one` is `to_domain_event` (or, with `checked`,
+        `to_checked_event`) of the row as the backend builds it.
+
+        The usual row (a known topic, the fields of its kind, each of its
+        type) is decoded here directly, with the same decoders and
+        validators, and without the per-field dispatch; any other row, and
+        any row whose field does not pass, goes to `one`, which decodes it
+        again and raises its error in its words. So every row gets exactly
+        the event, or the error, that `one` gives it.
+        """
+        decoded: Decoded = []
+        append = decoded.append
+        direct = self._checked_row if checked else self._plain_row
+        for row in rows:
+            try:
+                event = direct(row)
+            except Exception:  # `one` decodes it again, and says what is wrong
+                event = None
+            append((row[0], one(row) if event is None else event))
+        return decoded
+
+    @staticmethod
+    def _plain_row(row: LogRow) -> ImageName.Event | None:
+        """The event of an intact row as to_domain_event decodes it; None or
+        an exception for any other row."""
+        fields = _fields(row)
+        if fields is None:
+            return None
+        cls, raw, flag = fields
+        state = {
+            "namespace": _string(raw["namespace"]),
+            "name": _string(raw["name"]),
+            "actor": _string(raw["actor"]),
+            "reason": _DECODERS["reason"](raw["reason"]),
+            "timestamp": stored_time(raw["timestamp"]),
+        }
+        return _event(cls, state, raw, flag, row, checked=False)
+
+    @staticmethod
+    def _checked_row(row: LogRow) -> ImageName.Event | None:
+        """The event of an intact row as to_checked_event decodes it (every
+        field validated); None or an exception for any other row."""
+        fields = _fields(row)
+        if fields is None:
+            return None
+        cls, raw, flag = fields
+        state = {
+            "namespace": validate_namespace(_string(raw["namespace"])),
+            "name": validate_name(_string(raw["name"])),
+            "actor": validate_actor(_string(raw["actor"])),
+            "reason": _CHECKED_DECODERS["reason"](raw["reason"]),
+            "timestamp": _utc_timestamp(raw["timestamp"]),
+        }
+        return _event(cls, state, raw, flag, row, checked=True)
+
     def _decode(
         self, stored_event: StoredEvent, decoders: dict[str, Callable[[Any], Any]]
     ) -> ImageName.Event:
@@ -192,6 +264,74 @@ class LedgerMapper(Mapper[UUID]):
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
         return event
+
+
+def _fields(row: LogRow) -> tuple[type[ImageName.Event], dict[str, Any], bool] | None:
+    """A row's event class, its decoded state and its flag, when the state
+    holds exactly the fields of its kind (and a flag that is true or false)."""
+    cls = EVENT_CLASSES.get(row[3])
+    if cls is None:
+        return None
+    raw = orjson.loads(row[4])
+    if type(raw) is not dict:
+        return None
+    keys = raw.keys()
+    if keys == _FIELDS[cls]:
+        return cls, raw, False
+    if keys == _FLAGGED_FIELDS[cls]:
+        flag = raw[_FLAGS[cls]]
+        if type(flag) is bool:
+            return cls, raw, flag
+    return None
+
+
+def _event(
+    cls: type[ImageName.Event],
+    state: dict[str, Any],
+    raw: dict[str, Any],
+    flag: bool,
+    row: LogRow,
+    *,
+    checked: bool,
+) -> ImageName.Event | None:
+    """The event of `cls` with `state` and the rest of `raw` and `row`
+    decoded as `_decode` decodes them; None when, `checked`, the row is not
+    filed under its name's aggregate id."""
+    if cls is ImageName.Registered:
+        labels = raw["labels"]
+        if checked:
+            validate_labels(labels)
+        state["labels"] = _labels(labels)
+        state["target"] = Descriptor.from_oci(raw["target"])
+    state[_FLAGS[cls]] = flag
+    stream = row[1]
+    originator_id = stream if isinstance(stream, UUID) else UUID(stream)
+    if checked and originator_id.bytes != _image_id_bytes(
+        state["namespace"], state["name"]
+    ):
+        return None
+    state["originator_id"] = originator_id
+    state["originator_version"] = row[2]
+    event = object.__new__(cls)
+    object.__setattr__(event, "__dict__", state)
+    return event
+
+
+_ID_NAMESPACE = IMAGE_ID_NAMESPACE.bytes
+
+
+def _image_id_bytes(namespace: str, name: str) -> bytes:
+    """The bytes of `image_id(namespace, name)`: uuid5 as RFC 4122 defines it
+    (sha1 of the namespace and the name, version 5, the RFC's variant),
+    without building a UUID object, which costs more than the hash."""
+    digest = bytearray(
+        hashlib.sha1(
+            _ID_NAMESPACE + f"{namespace}/{name}".encode(), usedforsecurity=False
+        ).digest()[:16]
+    )
+    digest[6] = digest[6] & 0x0F | 0x50
+    digest[8] = digest[8] & 0x3F | 0x80
+    return bytes(digest)
 
 
 def _where(stored_event: StoredEvent) -> str:

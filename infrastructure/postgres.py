@@ -679,11 +679,28 @@ class PostgresTracking(Tracking):
             params.append(upto)
         statement += "ORDER BY notification_id LIMIT %s"
         c.execute(_sql(self.schema, statement), [*params, limit])
-        decode = self.mapper.to_domain_event
-        return [
-            (row["notification_id"], decode(notification_from_row(row)))
+        rows = [
+            (
+                row["notification_id"],
+                row["originator_id"],
+                row["originator_version"],
+                row["topic"],
+                bytes(row["state"]),
+            )
             for row in c.fetchall()
         ]
+        return self.mapper.decode_rows(rows, self._one)
+
+    def _one(self, row: Sequence[Any]) -> ImageName.Event:
+        return self.mapper.to_domain_event(
+            Notification(
+                id=row[0],
+                originator_id=row[1],
+                originator_version=row[2],
+                topic=row[3],
+                state=row[4],
+            )
+        )
 
     def lock(self, c: Cursor[DictRow]) -> None:
         for statement in self._lock:

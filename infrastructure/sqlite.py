@@ -547,16 +547,35 @@ class SQLiteTracking(Tracking):
     def page(
         self, c: SQLiteCursor, *, after: int, upto: int | None, limit: int
     ) -> builtins.list[tuple[int, ImageName.Event]]:
-        statement = f"SELECT rowid, * FROM {EVENTS_TABLE} WHERE rowid>? "
+        statement = (
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {EVENTS_TABLE} WHERE rowid>? "
+        )
         params: list[int] = [after]
         if upto is not None:
             statement += "AND rowid<=? "
             params.append(upto)
-        c.execute(statement + "ORDER BY rowid LIMIT ?", [*params, limit])
-        return [
-            (row["rowid"], self.mapper.to_domain_event(notification_from_row(row)))
-            for row in c.fetchall()
-        ]
+        # Plain tuples, decoded in bulk, on a cursor of their own in the
+        # same transaction (`c` keeps its named rows for its other readers).
+        cursor = c.sqlite_cursor.connection.cursor()
+        cursor.row_factory = None
+        try:
+            cursor.execute(statement + "ORDER BY rowid LIMIT ?", [*params, limit])
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        return self.mapper.decode_rows(rows, self._one)
+
+    def _one(self, row: Sequence[Any]) -> ImageName.Event:
+        return self.mapper.to_domain_event(
+            Notification(
+                id=row[0],
+                originator_id=stream_id(row[1], row[0]),
+                originator_version=row[2],
+                topic=row[3],
+                state=row[4],
+            )
+        )
 
     def lock(self, c: SQLiteCursor) -> None:
         """Nothing to take: a write transaction holds the write lock from BEGIN."""
@@ -806,12 +825,19 @@ class SQLiteCurrentView(CurrentViewDriver):
         c.execute(create_table_statement(CHECK_TABLE))
 
     def _differing_keys(self, c: SQLiteCursor) -> Iterator[tuple[Any, Any]]:
-        columns = ", ".join(ALL_COLUMNS)
+        # A row of either table without an equal row (every column `IS`
+        # equal, as EXCEPT compares them) in the other: one primary-key
+        # search per row, where EXCEPT would sort both tables.
+        def without_equal(table: str, other: str) -> str:
+            equal = " AND ".join(f"o.{column} IS t.{column}" for column in ALL_COLUMNS)
+            return (
+                f"SELECT t.namespace, t.name FROM {table} AS t "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {other} AS o WHERE {equal})"
+            )
+
         differing = (
-            f"SELECT namespace, name FROM (SELECT {columns} FROM {IMAGES_TABLE} "
-            f"EXCEPT SELECT {columns} FROM {CHECK_TABLE}) UNION "
-            f"SELECT namespace, name FROM (SELECT {columns} FROM {CHECK_TABLE} "
-            f"EXCEPT SELECT {columns} FROM {IMAGES_TABLE}) ORDER BY 1, 2"
+            f"{without_equal(IMAGES_TABLE, CHECK_TABLE)} UNION "
+            f"{without_equal(CHECK_TABLE, IMAGES_TABLE)} ORDER BY 1, 2"
         )
         # Streamed on a second cursor of the same connection (and transaction),
         # while `c` reads each candidate's two rows.
@@ -886,6 +912,22 @@ def create_audit_statements() -> list[str]:
         *_audit_index_statements(AUDIT_TABLE),
         f"INSERT OR IGNORE INTO tracking VALUES ('{AUDIT_VIEW}', 0)",
     ]
+
+
+def _last_rows_statement(table: str) -> str:
+    """Each name's last row in `table` before a position (all its rows when
+    the position is null): one JSON array of [namespace, name, position]."""
+    key = (
+        "json_extract(value, '$[0]') AS namespace, "
+        "json_extract(value, '$[1]') AS name, "
+        "json_extract(value, '$[2]') AS before"
+    )
+    return (
+        f"SELECT {_AS_A} FROM (SELECT {key} FROM json_each(?)) AS k "
+        f"JOIN {table} AS a ON a.position = (SELECT MAX(position) FROM {table} "
+        "WHERE namespace = k.namespace AND name = k.name "
+        "AND (k.before IS NULL OR position < k.before))"
+    )
 
 
 class SQLiteAuditIndex(AuditIndexDriver):
@@ -998,6 +1040,23 @@ class SQLiteAuditIndex(AuditIndexDriver):
         )
         row = c.fetchone()
         return None if row is None else int(row[0])
+
+    def _last_rows(
+        self,
+        c: SQLiteCursor,
+        table: str,
+        before: dict[tuple[str, str], int | None],
+    ) -> dict[tuple[str, str], AuditRow | None]:
+        found: dict[tuple[str, str], AuditRow | None] = dict.fromkeys(before)
+        keys = [[*key, position] for key, position in before.items()]
+        for start in range(0, len(keys), SELECT_CHUNK):
+            c.execute(
+                _last_rows_statement(table),
+                (orjson.dumps(keys[start : start + SELECT_CHUNK]).decode(),),
+            )
+            for row in c.fetchall():
+                found[row[1], row[2]] = audit_row(row)
+        return found
 
     def _last_row(
         self,

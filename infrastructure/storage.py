@@ -848,6 +848,16 @@ class AuditIndexDriver(LiveViewDriver, AuditIndex):
     ) -> AuditRow | None:
         """The name's last row in `table` (before position `before`, if given)."""
 
+    def _last_rows(
+        self, c: Any, table: str, before: dict[tuple[str, str], int | None]
+    ) -> dict[tuple[str, str], AuditRow | None]:
+        """`_last_row` of each name in `before`, before its position there
+        (None: the name's last row); a backend may read them in one statement."""
+        return {
+            key: self._last_row(c, table, key, before=position)
+            for key, position in before.items()
+        }
+
     @abstractmethod
     def _rows_between(self, c: Any, first: int, last: int) -> dict[int, AuditRow]:
         """The index's rows from position `first` to `last`, by position."""
@@ -876,11 +886,13 @@ class AuditIndexDriver(LiveViewDriver, AuditIndex):
         if not recorded:
             return
         stored = self._rows_between(c, recorded[0][0], recorded[-1][0])
-        previous: dict[tuple[str, str], AuditRow | None] = {}
+        # Each name's row before its first event of the page, read at once.
+        first: dict[tuple[str, str], int | None] = {}
+        for position, event in recorded:
+            first.setdefault((event.namespace, event.name), position)
+        previous = self._last_rows(c, self.table, first)
         for position, event in recorded:
             key = (event.namespace, event.name)
-            if key not in previous:
-                previous[key] = self._last_row(c, self.table, key, before=position)
             expected = fold_row(previous[key], position, event)
             found = stored.get(position)
             if found != expected:
@@ -913,11 +925,13 @@ class AuditIndexDriver(LiveViewDriver, AuditIndex):
         previous: dict[tuple[str, str], AuditRow | None] = {}
         if seen is not None:
             previous.update(seen.audit_rows)
+        keys = dict.fromkeys((event.namespace, event.name) for _, event in recorded)
+        unread = [key for key in keys if key not in previous]
+        if unread:  # read at once: each name's last row
+            previous.update(self._last_rows(c, table, dict.fromkeys(unread)))
         rows = []
         for position, event in recorded:
             key = (event.namespace, event.name)
-            if key not in previous:
-                previous[key] = self._last_row(c, table, key, before=None)
             row = fold_row(previous[key], position, event)
             previous[key] = row
             rows.append(row)
@@ -941,6 +955,39 @@ def chain_rows(
         start = page[-1].position + 1
 
 
+def proven_pages(walk: ChainWalk, mapper: LedgerMapper) -> Iterator[Recorded]:
+    """The events whose links `walk` proves, a page at a time, each decoded
+    with every field validated (a field that does not pass is a broken rule
+    at its position).
+
+    A page is decoded in one pass once its links are proved. A bad link
+    stops the walk: the events before it are decoded first, so that one
+    which does not decode is reported before it, as in position order.
+    """
+    rows: builtins.list[ChainRow] = []
+    try:
+        for row in walk.walk():
+            rows.append(row)
+            if len(rows) == CHAIN_PAGE:
+                yield _proven(mapper, rows)
+                rows = []
+    except IntegrityError:
+        _proven(mapper, rows)
+        raise
+    yield _proven(mapper, rows)
+
+
+def _proven(mapper: LedgerMapper, rows: builtins.list[ChainRow]) -> Recorded:
+    return mapper.decode_rows(
+        [
+            (row.position, row.originator_id, row.version, row.topic, row.state, row)
+            for row in rows
+        ],
+        lambda row: proven_event(mapper.to_checked_event, row[5]),
+        checked=True,
+    )
+
+
 def verify_log(
     c: Any,
     walk: ChainWalk,
@@ -954,15 +1001,9 @@ def verify_log(
     checked, last position, head); raises IntegrityError at the first bad
     position."""
     view.start_check(c)
-    batch: builtins.list[tuple[int, ImageName.Event]] = []
-    for row in walk.walk():
-        batch.append((row.position, proven_event(mapper.to_checked_event, row)))
-        if len(batch) >= CHAIN_PAGE:
-            view.fold_check(c, batch)
-            audit.check(c, batch)
-            batch = []
-    view.fold_check(c, batch)
-    audit.check(c, batch)
+    for page in proven_pages(walk, mapper):
+        view.fold_check(c, page)
+        audit.check(c, page)
     view.finish_check(c, walk.position)
     audit.finish_check(c, walk.position, walk.events)
     return walk
