@@ -1,0 +1,673 @@
+"""The auditors' pages of `imageledger serve`: server-rendered HTML over the
+same Service (and so the same store, tokens and caps) as the JSON API.
+
+Pages: the images of a namespace, a name's timeline (an inline SVG band per
+target digest, and its events in pages), where a digest is or was, the diff
+of two points, the global log and verify. They need no script: the forms are
+plain GET forms (verify and login POST). Every response carries a
+Content-Security-Policy of `default-src 'self'`, the templates autoescape,
+and every value shown passes through `printable` first, so a control
+character or a bidi override in an actor, reason or label shows as `\\u202e`
+instead of acting on the page.
+
+With a token file, a page needs a read token: the `Authorization` header, or
+the cookie `/ui/login` sets (HttpOnly, SameSite=Strict). The token is never
+written into a page or a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote, urlencode
+
+import jinja2
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from imageledger.cli_audit import diff_rows
+from imageledger.cli_context import moment, precise_moment, printable
+from imageledger.domain.names import DEFAULT_NAMESPACE
+from imageledger.errors import ImageLedgerError, IntegrityError, InvalidArgument
+from imageledger.projections.audit import KINDS, AuditEntry
+from imageledger.serve import (
+    ANONYMOUS,
+    Caller,
+    HttpError,
+    Service,
+    _integer,
+    _status_of,
+    _when,
+)
+
+if TYPE_CHECKING:
+    from imageledger.projections.current_view import Image
+
+PAGE_SIZE = 200
+"""Rows per page of a table (a history, the log, the images)."""
+
+MAX_BANDS = 100
+"""Target digests drawn in a timeline; the table still lists every event."""
+
+MAX_NAMESPACES = 100
+"""Namespaces offered by the switcher."""
+
+COOKIE = "imageledger_token"
+CSP = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+HOME = "/ui/namespaces/default/images"
+
+_HERE = Path(__file__).parent
+_STATIC_TYPES = {".css": "text/css; charset=utf-8"}
+
+
+def _shown(value: Any) -> Any:
+    """Every `{{ value }}` of a template: strings with what could act on the
+    page (controls, bidi overrides) made visible; autoescape does the rest."""
+    return printable(value) if type(value) is str else value
+
+
+_ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(_HERE / "templates"),
+    autoescape=True,
+    finalize=_shown,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _path(text: str) -> str:
+    """`text` as one URL path segment (a name keeps its `/`, `:` and `@`)."""
+    return quote(text, safe="/:@")
+
+
+_ENVIRONMENT.filters["path"] = _path
+_ENVIRONMENT.filters["moment"] = moment
+_ENVIRONMENT.filters["precise"] = precise_moment
+_ENVIRONMENT.globals["quote"] = lambda text: quote(text, safe="")
+
+
+def routes(service: Service) -> list[Route]:
+    """The pages' routes, each through `service`'s store and tokens."""
+    pages: list[tuple[str, str, Page]] = [
+        ("/ui/namespaces/{ns}/images", "GET", _images),
+        ("/ui/namespaces/{ns}/history/{name:path}", "GET", _timeline),
+        ("/ui/where", "GET", _where_form),
+        ("/ui/where/{digest}", "GET", _where),
+        ("/ui/diff", "GET", _diff),
+        ("/ui/log", "GET", _log),
+        ("/ui/verify", "GET", _verify),
+        ("/ui/verify", "POST", _verify),
+    ]
+    found = [
+        Route(path, _page(service, handler), methods=[method])
+        for path, method, handler in pages
+    ]
+    return [
+        Route("/", _home, methods=["GET"]),
+        Route("/ui", _home, methods=["GET"]),
+        Route("/ui/", _home, methods=["GET"]),
+        Route("/ui/static/{file}", _static, methods=["GET"]),
+        Route("/ui/login", _login(service), methods=["GET", "POST"]),
+        Route("/ui/logout", _logout, methods=["POST"]),
+        *found,
+    ]
+
+
+# Responses.
+
+
+def render(template: str, status: int = 200, **values: Any) -> Response:
+    """The page `template` filled with `values`, with the pages' headers."""
+    text = _ENVIRONMENT.get_template(template).render(**values)
+    return Response(text, status_code=status, media_type="text/html", headers=HEADERS)
+
+
+def _error_page(
+    status: int, code: str, message: str, caller: Caller | None
+) -> Response:
+    return render(
+        "error.html", status, code=code, message=message, caller=caller, title=code
+    )
+
+
+Page = Callable[[Service, Request, Caller], Awaitable[Response]]
+
+
+def _page(service: Service, handler: Page) -> Callable[[Request], Awaitable[Response]]:
+    """`handler` behind the read check; errors as an HTML page."""
+
+    async def endpoint(request: Request) -> Response:
+        caller: Caller | None = None
+        try:
+            caller = _caller(service, request)
+            if caller is None:
+                return _login_page(request, 401, "a read token is required")
+            return await handler(service, request, caller)
+        except HttpError as e:
+            if e.status == 401:
+                return _login_page(request, 401, e.message)
+            return _error_page(e.status, e.code, e.message, caller)
+        except ImageLedgerError as e:
+            status, code = _status_of(e)
+            return _error_page(status, code, str(e), caller)
+
+    return endpoint
+
+
+async def _home(request: Request) -> Response:
+    return RedirectResponse(HOME, status_code=303)
+
+
+async def _static(request: Request) -> Response:
+    name = request.path_params["file"]
+    found = _STATIC.get(name)
+    if found is None:
+        return Response("not found\n", 404, media_type="text/plain", headers=HEADERS)
+    body, kind = found
+    return Response(
+        body,
+        media_type=kind,
+        headers={**HEADERS, "Cache-Control": "public, max-age=300"},
+    )
+
+
+def _load_static() -> dict[str, tuple[bytes, str]]:
+    """The files of static/, read once (a fixed set: no path from a request
+    ever reaches the file system)."""
+    folder = _HERE / "static"
+    return {
+        path.name: (path.read_bytes(), _STATIC_TYPES[path.suffix])
+        for path in sorted(folder.iterdir())
+        if path.suffix in _STATIC_TYPES and path.is_file()
+    }
+
+
+_STATIC = _load_static()
+
+
+# Who is calling: the Authorization header, else the login cookie.
+
+
+def _caller(service: Service, request: Request) -> Caller | None:
+    """The caller allowed to read, None when no token was given; HttpError
+    (401) for a token that is not known."""
+    if service.tokens is None:
+        return Caller(ANONYMOUS, "read")
+    if "authorization" in request.headers:
+        return service.caller(request, "read")
+    cookie = request.cookies.get(COOKIE)
+    if cookie is None:
+        return None
+    token = _cookie_token(cookie)
+    caller = None if token is None else service.tokens.caller(token)
+    if caller is None:
+        raise HttpError(401, "unauthorized", "the token of this browser is not known")
+    return caller
+
+
+def _cookie_value(token: str) -> str:
+    # base64url: a token may hold any character but whitespace, a cookie may not.
+    return base64.urlsafe_b64encode(token.encode("utf-8", "surrogateescape")).decode()
+
+
+def _cookie_token(value: str) -> str | None:
+    try:
+        raw = base64.urlsafe_b64decode(value.encode("ascii"))
+        return raw.decode("utf-8", "surrogateescape")
+    except (ValueError, binascii.Error, UnicodeEncodeError):
+        return None
+
+
+def _next(value: str | None) -> str:
+    """Where to go after login: a path of this site only (never `//host`)."""
+    if (
+        value
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and value.isprintable()
+    ):
+        return value
+    return HOME
+
+
+def _login_page(request: Request, status: int, message: str | None) -> Response:
+    wanted = request.url.path
+    if request.url.query:
+        wanted += f"?{request.url.query}"
+    if wanted.startswith("/ui/login"):
+        wanted = _next(request.query_params.get("next"))
+    return render(
+        "login.html",
+        status,
+        message=message,
+        next=wanted,
+        caller=None,
+        title="Log in",
+    )
+
+
+def _login(service: Service) -> Callable[[Request], Awaitable[Response]]:
+    async def login(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                form = parse_qs((await service.body(request)).decode("utf-8"))
+            except HttpError as e:
+                return _error_page(e.status, e.code, e.message, None)
+            except UnicodeDecodeError:
+                return _login_page(request, 400, "the form is not UTF-8")
+            token = (form.get("token") or [""])[0]
+            wanted = _next((form.get("next") or [""])[0])
+        else:
+            given = request.query_params.get("token")
+            if given is None:
+                return _login_page(request, 200, None)
+            token, wanted = given, _next(request.query_params.get("next"))
+        if service.tokens is None:
+            return RedirectResponse(wanted, status_code=303)
+        token = token.strip()
+        if not token or service.tokens.caller(token) is None:
+            return _login_page(request, 401, "the token is not known")
+        response = RedirectResponse(wanted, status_code=303)
+        response.set_cookie(
+            COOKIE,
+            _cookie_value(token),
+            httponly=True,
+            samesite="strict",
+            path="/",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    return login
+
+
+async def _logout(request: Request) -> Response:
+    response = RedirectResponse("/ui/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+# The pages.
+
+
+async def _images(service: Service, request: Request, caller: Caller) -> Response:
+    namespace = request.path_params["ns"]
+    filters = [f for f in request.query_params.getlist("filter") if f.strip()]
+    after = request.query_params.get("after") or None
+    store = service.store
+
+    def page() -> tuple[list[Image], list[str]]:
+        images: Iterator[Image] = store.list(*filters, namespace=namespace)
+        if after is not None:
+            images = (image for image in images if image.name > after)
+        return list(islice(images, PAGE_SIZE + 1)), store.namespaces()
+
+    images, namespaces = await run_in_threadpool(page)
+    more = images[PAGE_SIZE - 1].name if len(images) > PAGE_SIZE else None
+    following = None
+    if more is not None:
+        following = urlencode([*(("filter", f) for f in filters), ("after", more)])
+    if namespace not in namespaces:
+        namespaces = sorted([*namespaces, namespace])
+    return render(
+        "images.html",
+        caller=caller,
+        title=f"Images of {namespace}",
+        namespace=namespace,
+        namespaces=namespaces[:MAX_NAMESPACES],
+        filters=filters or [""],
+        images=images[:PAGE_SIZE],
+        following=following,
+    )
+
+
+async def _timeline(service: Service, request: Request, caller: Caller) -> Response:
+    namespace = request.path_params["ns"]
+    name = request.path_params["name"]
+    number = _integer(request.query_params.get("page"), "page")
+    entries = await run_in_threadpool(service.store.history, name, namespace=namespace)
+    pages = max(1, math.ceil(len(entries) / PAGE_SIZE))
+    if number is None:
+        number = 1
+    if not 1 <= number <= pages:
+        raise InvalidArgument("page", f"must be between 1 and {pages}, got {number}")
+    start = (number - 1) * PAGE_SIZE
+    return render(
+        "timeline.html",
+        caller=caller,
+        title=name,
+        namespace=namespace,
+        name=name,
+        chart=timeline(entries),
+        entries=entries[start : start + PAGE_SIZE],
+        page=number,
+        pages=pages,
+        total=len(entries),
+    )
+
+
+async def _where_form(service: Service, request: Request, caller: Caller) -> Response:
+    digest = (request.query_params.get("digest") or "").strip()
+    if digest:
+        return RedirectResponse(f"/ui/where/{quote(digest, safe=':')}", 303)
+    return render("where.html", caller=caller, title="Where", digest="", rows=None)
+
+
+async def _where(service: Service, request: Request, caller: Caller) -> Response:
+    digest = request.path_params["digest"]
+    namespace = request.query_params.get("namespace") or None
+    intervals = await run_in_threadpool(
+        service.store.where, digest, namespace=namespace
+    )
+    return render(
+        "where.html",
+        caller=caller,
+        title=f"Where {digest}",
+        digest=digest,
+        rows=intervals,
+    )
+
+
+async def _diff(service: Service, request: Request, caller: Caller) -> Response:
+    query = request.query_params
+    given = {k: (query.get(k) or "").strip() for k in ("a", "b", "namespace")}
+    rows = None
+    if given["a"] or given["b"]:
+        a, b = _when(given["a"] or None, "a"), _when(given["b"] or None, "b")
+        if a is None or b is None:
+            raise InvalidArgument("a" if a is None else "b", "is required (a WHEN)")
+        changes = await run_in_threadpool(
+            service.store.diff, a, b, namespace=given["namespace"] or None
+        )
+        rows = diff_rows(changes)
+    return render("diff.html", caller=caller, title="Diff", given=given, rows=rows)
+
+
+_LOG_FIELDS = ("since", "until", "actor", "name", "digest", "kind", "namespace")
+
+
+async def _log(service: Service, request: Request, caller: Caller) -> Response:
+    query = request.query_params
+    given = {k: (query.get(k) or "").strip() for k in _LOG_FIELDS}
+    after = _integer(query.get("after") or None, "after")
+    arguments: dict[str, Any] = {k: v or None for k, v in given.items()}
+    arguments["since"] = _when(arguments["since"], "since")
+    arguments["until"] = _when(arguments["until"], "until")
+
+    def page() -> list[AuditEntry]:
+        found = service.store.log(after=after, limit=PAGE_SIZE + 1, **arguments)
+        return list(found)
+
+    entries = await run_in_threadpool(page)
+    following = None
+    if len(entries) > PAGE_SIZE:
+        kept = [(k, v) for k, v in given.items() if v]
+        following = urlencode([*kept, ("after", entries[PAGE_SIZE - 1].position)])
+    return render(
+        "log.html",
+        caller=caller,
+        title="Log",
+        given=given,
+        kinds=KINDS,
+        entries=entries[:PAGE_SIZE],
+        following=following,
+        first=after is not None,
+        base=urlencode([(k, v) for k, v in given.items() if v]),
+    )
+
+
+async def _verify(service: Service, request: Request, caller: Caller) -> Response:
+    store = service.store
+    report, failure, given = None, None, ""
+    if request.method == "POST":
+        form = parse_qs((await service.body(request)).decode("utf-8", "replace"))
+        given = (form.get("checkpoint") or [""])[0].strip()
+        try:
+            report = await run_in_threadpool(store.verify, given or None)
+        except IntegrityError as e:
+            failure = str(e)
+    point = await run_in_threadpool(store.checkpoint)
+    return render(
+        "verify.html",
+        caller=caller,
+        title="Verify",
+        checkpoint=point,
+        report=report,
+        failure=failure,
+        given=given,
+    )
+
+
+# The timeline: bands of binding intervals, drawn in bounded cost.
+
+LABEL_WIDTH = 170
+PLOT_WIDTH = 760
+NOW_WIDTH = 40
+BAND_HEIGHT = 24
+TOP = 8
+AXIS_HEIGHT = 34
+
+
+@dataclass
+class Bar:
+    """Intervals of one band drawn as one rectangle (those closer than a
+    pixel merge, so a band has at most PLOT_WIDTH bars)."""
+
+    x: float
+    end: float
+    intervals: int
+    since: datetime
+    until: datetime | None
+    immutable: bool
+
+    @property
+    def width(self) -> float:
+        return max(1.0, self.end - self.x)
+
+    @property
+    def title(self) -> str:
+        until = "now" if self.until is None else precise_moment(self.until)
+        count = "" if self.intervals == 1 else f" ({self.intervals} intervals)"
+        return f"{precise_moment(self.since)} to {until}{count}"
+
+
+@dataclass
+class Mark:
+    """Events of one kind at one pixel of a band."""
+
+    kind: str  # registered, retargeted, deleted, immutable
+    x: float
+    events: int
+    first: AuditEntry
+
+    @property
+    def title(self) -> str:
+        entry = self.first
+        more = "" if self.events == 1 else f" and {self.events - 1} more"
+        return (
+            f"{self.kind} at {precise_moment(entry.timestamp)} by {entry.actor} "
+            f"(position {entry.position}){more}"
+        )
+
+
+@dataclass
+class Band:
+    """One target digest: when the name pointed at it, and the marks."""
+
+    digest: str
+    index: int
+    bars: list[Bar] = field(default_factory=list)
+    marks: dict[tuple[str, int], Mark] = field(default_factory=dict)
+
+    @property
+    def y(self) -> int:
+        return TOP + self.index * BAND_HEIGHT
+
+    def bar(
+        self,
+        x: float,
+        end: float,
+        since: datetime,
+        until: datetime | None,
+        immutable: bool,
+    ) -> None:
+        last = self.bars[-1] if self.bars else None
+        if last is not None and x <= last.end + 1:
+            last.end = max(last.end, end)
+            last.intervals += 1
+            last.until = until
+            last.immutable = last.immutable or immutable
+        else:
+            self.bars.append(Bar(x, end, 1, since, until, immutable))
+
+    def mark(self, kind: str, x: float, entry: AuditEntry) -> None:
+        key = (kind, round(x))
+        found = self.marks.get(key)
+        if found is None:
+            self.marks[key] = Mark(kind, x, 1, entry)
+        else:
+            found.events += 1
+
+
+@dataclass
+class Timeline:
+    """What timeline.html draws: bands in order of first appearance."""
+
+    bands: list[Band]
+    hidden: int
+    start: datetime | None
+    end: datetime | None
+
+    @property
+    def height(self) -> int:
+        return TOP + len(self.bands) * BAND_HEIGHT + AXIS_HEIGHT
+
+    @property
+    def width(self) -> int:
+        return LABEL_WIDTH + PLOT_WIDTH + NOW_WIDTH
+
+    @property
+    def left(self) -> int:
+        return LABEL_WIDTH
+
+    @property
+    def right(self) -> int:
+        return LABEL_WIDTH + PLOT_WIDTH
+
+    @property
+    def axis(self) -> int:
+        return TOP + len(self.bands) * BAND_HEIGHT + 4
+
+
+@dataclass
+class _Open:
+    band: Band | None
+    x: float
+    since: datetime
+    immutable: bool
+
+
+def timeline(entries: list[AuditEntry]) -> Timeline:
+    """The bands of a name's history (`entries` oldest first).
+
+    One pass over the events; what is drawn is bounded by MAX_BANDS bands of
+    at most PLOT_WIDTH bars and marks of each kind, whatever the length of
+    the history, and a label change that keeps the target draws nothing.
+    """
+    if not entries:
+        return Timeline([], 0, None, None)
+    start, end = entries[0].timestamp, entries[-1].timestamp
+    span = max((end - start).total_seconds(), 1e-6)
+
+    def x_of(moment: datetime) -> float:
+        seconds = (moment - start).total_seconds()
+        return LABEL_WIDTH + PLOT_WIDTH * seconds / span
+
+    bands: dict[str, Band] = {}
+    hidden: set[str] = set()
+    current: _Open | None = None
+    current_digest: str | None = None
+
+    def band_of(digest: str) -> Band | None:
+        if digest in bands:
+            return bands[digest]
+        if len(bands) >= MAX_BANDS:
+            hidden.add(digest)
+            return None
+        bands[digest] = Band(digest, len(bands))
+        return bands[digest]
+
+    def close(at: datetime) -> None:
+        if current is not None and current.band is not None:
+            current.band.bar(current.x, x_of(at), current.since, at, current.immutable)
+
+    for entry in entries:
+        x = x_of(entry.timestamp)
+        if entry.target is None:  # deleted
+            if current is not None:
+                close(entry.timestamp)
+                if current.band is not None:
+                    current.band.mark("deleted", x, entry)
+            current, current_digest = None, None
+            continue
+        digest = entry.target.digest
+        if current is not None and digest == current_digest:
+            if entry.immutable and not current.immutable:
+                current.immutable = True
+                if current.band is not None:
+                    current.band.mark("immutable", x, entry)
+            continue
+        kind = "registered" if current is None else "retargeted"
+        if current is not None:
+            close(entry.timestamp)
+        band = band_of(digest)
+        current = _Open(band, x, entry.timestamp, entry.immutable)
+        current_digest = digest
+        if band is not None:
+            band.mark(kind, x, entry)
+            if entry.immutable:
+                band.mark("immutable", x, entry)
+    if current is not None and current.band is not None:
+        current.band.bar(
+            current.x,
+            LABEL_WIDTH + PLOT_WIDTH + NOW_WIDTH,
+            current.since,
+            None,
+            current.immutable,
+        )
+    return Timeline(list(bands.values()), len(hidden), start, end)
+
+
+def short(digest: str) -> str:
+    """A digest as a band's label: the algorithm and 12 characters."""
+    algorithm, _, encoded = digest.partition(":")
+    return f"{algorithm}:{encoded[:12]}"
+
+
+_ENVIRONMENT.filters["short"] = short
+
+
+def marks(band: Band) -> Iterable[Mark]:
+    """A band's marks, left to right."""
+    return sorted(band.marks.values(), key=lambda mark: mark.x)
+
+
+_ENVIRONMENT.filters["marks"] = marks
+_ENVIRONMENT.globals["DEFAULT_NAMESPACE"] = DEFAULT_NAMESPACE
