@@ -72,7 +72,7 @@ HEADERS = {
 HOME = "/ui/namespaces/default/images"
 
 _HERE = Path(__file__).parent
-_STATIC_TYPES = {".css": "text/css; charset=utf-8"}
+_STATIC_TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
 
 def _shown(value: Any) -> Any:
