@@ -58,6 +58,10 @@ PAGE_SIZE = 200
 MAX_BANDS = 100
 """Target digests drawn in a timeline; the table still lists every event."""
 
+MAX_SHAPES = 2000
+"""About how many bars (and marks of one kind) a timeline draws at most: past
+that, intervals and events closer than a bucket of pixels merge."""
+
 MAX_NAMESPACES = 100
 """Namespaces offered by the switcher."""
 
@@ -467,8 +471,8 @@ AXIS_HEIGHT = 34
 
 @dataclass
 class Bar:
-    """Intervals of one band drawn as one rectangle (those closer than a
-    pixel merge, so a band has at most PLOT_WIDTH bars)."""
+    """Intervals of one band drawn as one rectangle (those closer than the
+    timeline's bucket of pixels merge)."""
 
     x: float
     end: float
@@ -490,7 +494,7 @@ class Bar:
 
 @dataclass
 class Mark:
-    """Events of one kind at one pixel of a band."""
+    """Events of one kind in one bucket of pixels of a band."""
 
     kind: str  # registered, retargeted, deleted, immutable
     x: float
@@ -513,6 +517,7 @@ class Band:
 
     digest: str
     index: int
+    bucket: float
     bars: list[Bar] = field(default_factory=list)
     marks: dict[tuple[str, int], Mark] = field(default_factory=dict)
 
@@ -529,7 +534,7 @@ class Band:
         immutable: bool,
     ) -> None:
         last = self.bars[-1] if self.bars else None
-        if last is not None and x <= last.end + 1:
+        if last is not None and x <= last.end + self.bucket:
             last.end = max(last.end, end)
             last.intervals += 1
             last.until = until
@@ -538,7 +543,7 @@ class Band:
             self.bars.append(Bar(x, end, 1, since, until, immutable))
 
     def mark(self, kind: str, x: float, entry: AuditEntry) -> None:
-        key = (kind, round(x))
+        key = (kind, int(x // self.bucket))
         found = self.marks.get(key)
         if found is None:
             self.marks[key] = Mark(kind, x, 1, entry)
@@ -587,12 +592,27 @@ class _Open:
 def timeline(entries: list[AuditEntry]) -> Timeline:
     """The bands of a name's history (`entries` oldest first).
 
-    One pass over the events; what is drawn is bounded by MAX_BANDS bands of
-    at most PLOT_WIDTH bars and marks of each kind, whatever the length of
-    the history, and a label change that keeps the target draws nothing.
+    Two passes over the events, and what is drawn is bounded whatever the
+    length of the history: at most MAX_BANDS bands, and when the history has
+    more intervals than MAX_SHAPES, bars and marks closer than a bucket of
+    pixels merge, the bucket sized so that the bands hold about MAX_SHAPES
+    bars and marks of each kind. A label change that keeps the target draws
+    nothing.
     """
     if not entries:
         return Timeline([], 0, None, None)
+    digests: set[str] = set()
+    intervals, previous = 0, None
+    for entry in entries:
+        digest = None if entry.target is None else entry.target.digest
+        if digest is not None:
+            digests.add(digest)
+            intervals += digest != previous
+        previous = digest
+    drawn = min(len(digests), MAX_BANDS)
+    bucket = 1.0
+    if intervals > MAX_SHAPES:
+        bucket = max(1.0, drawn * (PLOT_WIDTH + NOW_WIDTH) / MAX_SHAPES)
     start, end = entries[0].timestamp, entries[-1].timestamp
     span = max((end - start).total_seconds(), 1e-6)
 
@@ -611,7 +631,7 @@ def timeline(entries: list[AuditEntry]) -> Timeline:
         if len(bands) >= MAX_BANDS:
             hidden.add(digest)
             return None
-        bands[digest] = Band(digest, len(bands))
+        bands[digest] = Band(digest, len(bands), bucket)
         return bands[digest]
 
     def close(at: datetime) -> None:

@@ -78,6 +78,12 @@ def main() -> None:
 
         print("\nimageledger serve (HTTP) against the same calls in-process:")
         render(serve.run(min(2000, max(200, scale // 100))), baseline="in-process")
+    if find_spec("uvicorn") is not None and find_spec("jinja2") is not None:
+        from bench import web  # the auditors' pages (the serve extra)
+
+        print("\nthe auditors' timeline page against the library call it shows:")
+        with tempfile.TemporaryDirectory(prefix="imageledger-bench-web-") as folder:
+            render(web.run(Path(folder)), baseline="history()")
     print(f"\n--scale {scale}: {time.perf_counter() - started:.0f} s")
 
 
