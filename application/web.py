@@ -103,7 +103,6 @@ def _path(text: str) -> str:
 _ENVIRONMENT.filters["path"] = _path
 _ENVIRONMENT.filters["moment"] = moment
 _ENVIRONMENT.filters["precise"] = precise_moment
-_ENVIRONMENT.globals["quote"] = lambda text: quote(text, safe="")
 
 
 def routes(service: Service) -> list[Route]:
@@ -140,6 +139,12 @@ def render(template: str, status: int = 200, **values: Any) -> Response:
     """The page `template` filled with `values`, with the pages' headers."""
     text = _ENVIRONMENT.get_template(template).render(**values)
     return Response(text, status_code=status, media_type="text/html", headers=HEADERS)
+
+
+async def rendered(template: str, status: int = 200, **values: Any) -> Response:
+    """`render` in a worker thread: a long page must not hold up the event
+    loop (and with it the event streams of other clients)."""
+    return await run_in_threadpool(lambda: render(template, status, **values))
 
 
 def _error_page(
@@ -330,7 +335,7 @@ async def _images(service: Service, request: Request, caller: Caller) -> Respons
         following = urlencode([*(("filter", f) for f in filters), ("after", more)])
     if namespace not in namespaces:
         namespaces = sorted([*namespaces, namespace])
-    return render(
+    return await rendered(
         "images.html",
         caller=caller,
         title=f"Images of {namespace}",
@@ -346,20 +351,25 @@ async def _timeline(service: Service, request: Request, caller: Caller) -> Respo
     namespace = request.path_params["ns"]
     name = request.path_params["name"]
     number = _integer(request.query_params.get("page"), "page")
-    entries = await run_in_threadpool(service.store.history, name, namespace=namespace)
+
+    def read() -> tuple[list[AuditEntry], Timeline]:
+        entries = service.store.history(name, namespace=namespace)
+        return entries, timeline(entries)
+
+    entries, chart = await run_in_threadpool(read)
     pages = max(1, math.ceil(len(entries) / PAGE_SIZE))
     if number is None:
         number = 1
     if not 1 <= number <= pages:
         raise InvalidArgument("page", f"must be between 1 and {pages}, got {number}")
     start = (number - 1) * PAGE_SIZE
-    return render(
+    return await rendered(
         "timeline.html",
         caller=caller,
         title=name,
         namespace=namespace,
         name=name,
-        chart=timeline(entries),
+        chart=chart,
         entries=entries[start : start + PAGE_SIZE],
         page=number,
         pages=pages,
@@ -371,7 +381,9 @@ async def _where_form(service: Service, request: Request, caller: Caller) -> Res
     digest = (request.query_params.get("digest") or "").strip()
     if digest:
         return RedirectResponse(f"/ui/where/{quote(digest, safe=':')}", 303)
-    return render("where.html", caller=caller, title="Where", digest="", rows=None)
+    return await rendered(
+        "where.html", caller=caller, title="Where", digest="", rows=None
+    )
 
 
 async def _where(service: Service, request: Request, caller: Caller) -> Response:
@@ -380,7 +392,7 @@ async def _where(service: Service, request: Request, caller: Caller) -> Response
     intervals = await run_in_threadpool(
         service.store.where, digest, namespace=namespace
     )
-    return render(
+    return await rendered(
         "where.html",
         caller=caller,
         title=f"Where {digest}",
@@ -401,7 +413,9 @@ async def _diff(service: Service, request: Request, caller: Caller) -> Response:
             service.store.diff, a, b, namespace=given["namespace"] or None
         )
         rows = diff_rows(changes)
-    return render("diff.html", caller=caller, title="Diff", given=given, rows=rows)
+    return await rendered(
+        "diff.html", caller=caller, title="Diff", given=given, rows=rows
+    )
 
 
 _LOG_FIELDS = ("since", "until", "actor", "name", "digest", "kind", "namespace")
@@ -424,7 +438,7 @@ async def _log(service: Service, request: Request, caller: Caller) -> Response:
     if len(entries) > PAGE_SIZE:
         kept = [(k, v) for k, v in given.items() if v]
         following = urlencode([*kept, ("after", entries[PAGE_SIZE - 1].position)])
-    return render(
+    return await rendered(
         "log.html",
         caller=caller,
         title="Log",
@@ -448,7 +462,7 @@ async def _verify(service: Service, request: Request, caller: Caller) -> Respons
         except IntegrityError as e:
             failure = str(e)
     point = await run_in_threadpool(store.checkpoint)
-    return render(
+    return await rendered(
         "verify.html",
         caller=caller,
         title="Verify",
