@@ -16,7 +16,17 @@ import pytest
 
 from conftest import descriptor, digest
 from imageledger import ImageStore
-from imageledger.web import CSP, HOME, MAX_BANDS, NOW_WIDTH, PAGE_SIZE, PLOT_WIDTH
+from imageledger.web import (
+    CSP,
+    HOME,
+    MAX_BANDS,
+    MAX_SHAPES,
+    NOW_WIDTH,
+    PAGE_SIZE,
+    PLOT_WIDTH,
+    marks,
+    timeline,
+)
 from serving import READ, WRITE, Reply, Server, serving, write_tokens
 
 HTML = "text/html; charset=utf-8"
@@ -403,3 +413,59 @@ def test_the_log_page_filters_and_pages_by_position(location: str) -> None:
         assert 'rel="next"' not in rest.body.decode()
         only_b = page(server, "/ui/log?actor=b&kind=registered&name=", token=None)
         assert positions(only_b) == [PAGE_SIZE + 21]
+
+
+# The timeline's drawing, from the library's history.
+
+
+def drawn(store: ImageStore, name: str) -> list[tuple[str, int, list[str]]]:
+    """Each band of `name`'s timeline: (digest, bars, marks left to right)."""
+    chart = timeline(store.history(name))
+    return [
+        (band.digest, len(band.bars), [mark.kind for mark in marks(band)])
+        for band in chart.bands
+    ]
+
+
+def test_a_change_of_labels_only_draws_nothing_new(store: ImageStore) -> None:
+    store.register("app:1", descriptor(1))
+    store.register("app:1", descriptor(1), {"team": "web"})
+    assert drawn(store, "app:1") == [(digest(1), 1, ["registered"])]
+
+
+def test_a_delete_ends_the_bar_and_a_new_registration_starts_another(
+    store: ImageStore,
+) -> None:
+    store.register("app:1", descriptor(1))
+    store.delete("app:1")
+    store.register("app:1", descriptor(1), immutable=True)
+    (band,) = timeline(store.history("app:1")).bands
+    assert [mark.kind for mark in marks(band)] == [
+        "registered",
+        "deleted",
+        "registered",
+        "immutable",
+    ]
+    assert [(bar.until is None, bar.immutable) for bar in band.bars] == [
+        (False, False),
+        (True, True),
+    ]
+
+
+def test_the_shapes_drawn_stay_bounded_whatever_the_number_of_intervals(
+    store: ImageStore,
+) -> None:
+    total = 2 * MAX_SHAPES + 500
+    store.register_many(("busy:1", descriptor(i % 4)) for i in range(total))
+    chart = timeline(store.history("busy:1"))
+    assert [band.digest for band in chart.bands] == [digest(i) for i in range(4)]
+    bars = sum(len(band.bars) for band in chart.bands)
+    retargets = sum(
+        len([m for m in band.marks.values() if m.kind == "retargeted"])
+        for band in chart.bands
+    )
+    assert 4 <= bars <= MAX_SHAPES + 4
+    assert 4 <= retargets <= MAX_SHAPES + 4
+    # Every event is still counted, in the marks' tooltips.
+    counted = sum(m.events for band in chart.bands for m in band.marks.values())
+    assert counted == total
