@@ -258,7 +258,8 @@ def _next(value: str | None) -> str:
 
 def _login_page(request: Request, status: int, message: str | None) -> Response:
     wanted = request.url.path
-    if request.url.query:
+    # Back to the page asked for, but never with a token in its query.
+    if request.url.query and "token" not in request.query_params:
         wanted += f"?{request.url.query}"
     if wanted.startswith("/ui/login"):
         wanted = _next(request.query_params.get("next"))

@@ -238,6 +238,7 @@ def test_an_unknown_token_is_refused_and_never_shown(server: Server) -> None:
     for reply in (
         page(server, HOME, token="guess-token-123"),
         page(server, "/ui/login?token=guess-token-123", token=None),
+        page(server, "/ui/log?token=guess-token-123", token=None),
         server.call("GET", HOME, headers={"Cookie": "imageledger_token=Z3Vlc3M="}),
     ):
         text = reply.body.decode()
