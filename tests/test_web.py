@@ -7,6 +7,7 @@ the same pages in a real Chromium.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -470,3 +471,27 @@ def test_the_shapes_drawn_stay_bounded_whatever_the_number_of_intervals(
     # Every event is still counted, in the marks' tooltips.
     counted = sum(m.events for band in chart.bands for m in band.marks.values())
     assert counted == total
+
+
+def test_the_where_form_goes_to_the_digests_page(server: Server) -> None:
+    reply = page(server, f"/ui/where?digest={digest(2)}")
+    assert (reply.status, reply.headers["location"]) == (303, f"/ui/where/{digest(2)}")
+
+
+def test_the_images_page_is_paged_by_name_and_keeps_the_filter(location: str) -> None:
+    names = [f"app/n{i:03d}:1" for i in range(PAGE_SIZE + 5)]
+    with ImageStore.open(location) as store:
+        store.register_many((name, descriptor(1)) for name in names)
+        store.register("other:1", descriptor(2))
+    with serving(location) as server:
+        first = page(server, f"{HOME}?filter=name~%3D%5Eapp", token=None).body.decode()
+        listed = re.findall(r'<a class="name" href="[^"]+">([^<]+)</a>', first)
+        assert listed == names[:PAGE_SIZE]
+        following = re.search(r'<a rel="next" href="\?([^"]+)">', first)
+        assert following is not None
+        query = html.unescape(following[1])
+        assert query == "filter=name~%3D%5Eapp&after=app%2Fn199%3A1"
+        rest = page(server, f"{HOME}?{query}", token=None).body.decode()
+        listed = re.findall(r'<a class="name" href="[^"]+">([^<]+)</a>', rest)
+        assert listed == names[PAGE_SIZE:]
+        assert 'rel="next"' not in rest
