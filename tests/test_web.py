@@ -17,17 +17,15 @@ import pytest
 
 from conftest import descriptor, digest
 from imageledger import ImageStore
-from imageledger.web import (
-    CSP,
-    HOME,
+from imageledger.timeline import (
     MAX_BANDS,
     MAX_SHAPES,
     NOW_WIDTH,
-    PAGE_SIZE,
     PLOT_WIDTH,
     marks,
     timeline,
 )
+from imageledger.web import CSP, HOME, PAGE_SIZE
 from serving import READ, WRITE, Reply, Server, serving, write_tokens
 
 HTML = "text/html; charset=utf-8"
