@@ -348,6 +348,10 @@ def create_app(
         )
         for path, method, scope, handler in ROUTES
     ]
+    # The auditors' HTML pages (application/web.py, which imports this module).
+    from imageledger import web
+
+    routes += web.routes(service)
 
     app = Starlette(
         routes=routes,

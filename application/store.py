@@ -380,6 +380,12 @@ class ImageStore:
 
         return time_travel.where(self._log.audit_index, digest, namespace)
 
+    def namespaces(self) -> builtins.list[str]:
+        """Every namespace the log has an event in, sorted (a namespace whose
+        names were all deleted is still one)."""
+        with storage_errors():
+            return self._log.audit_index.namespaces()
+
     def diff(self, a: When, b: When, *, namespace: str | None = None) -> Diff:
         """Names added, removed and retargeted between points `a` and `b` of
         the log. `namespace=None` compares every namespace."""

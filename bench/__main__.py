@@ -90,6 +90,15 @@ def main() -> None:
         print(f"  skipped: {skipped}")
     else:
         render(follow.run(), header=follow.HEADER)
+    if find_spec("uvicorn") is not None and find_spec("jinja2") is not None:
+        from bench import web  # the auditors' pages (the serve extra)
+
+        print("\nthe auditors' timeline page against the library call it shows:")
+        with tempfile.TemporaryDirectory(prefix="imageledger-bench-web-") as folder:
+            render(
+                web.run(Path(folder)),
+                header=("case", "the page", "history()", "ratio", "target", "met"),
+            )
     print(f"\n--scale {scale}: {time.perf_counter() - started:.0f} s")
 
 

@@ -28,6 +28,8 @@ LAYERS = {
     "infrastructure": "imageledger/infrastructure",
 }
 TIMEOUT = 300.0  # seconds for one pip or venv command
+# What the serve extra brings, and its modules import first.
+EXTRA_SERVE = ("anyio", "starlette", "uvicorn", "jinja2")
 
 IMPORT_ALL = """
 import importlib, json, sys
@@ -130,6 +132,14 @@ def test_the_wheel_ships_every_layer_module_and_imports_them_from_a_fresh_venv(
     missing = sorted(set(expected) - shipped)
     assert not missing, f"{wheel.name} lacks {missing}; it holds {sorted(shipped)}"
     assert "imageledger/py.typed" in shipped
+    # The pages' templates and static files (package data, not modules).
+    data = sorted(
+        f"imageledger/{path.relative_to(ROOT / 'application').as_posix()}"
+        for folder in ("templates", "static")
+        for path in (ROOT / "application" / folder).iterdir()
+    )
+    assert data
+    assert sorted(set(data) - shipped) == []
 
     venv = tmp_path / "venv"
     made = run([sys.executable, "-m", "venv", venv], tmp_path)
@@ -146,17 +156,20 @@ def test_the_wheel_ships_every_layer_module_and_imports_them_from_a_fresh_venv(
     imported = run([python, "-I", "-c", IMPORT_ALL, *modules], tmp_path)
     assert imported.returncode == 0, output(imported)
     report = json.loads(imported.stdout)
-    # The base install has no psycopg and no Starlette: only the PostgreSQL
-    # modules and the HTTP service (the serve extra; cli_serve imports it only
-    # when the command runs) need an extra.
-    needs_extra = [
-        m for m in modules if m.startswith("imageledger.infrastructure.postgres")
-    ]
-    assert needs_extra
-    assert report["failed"] == {
-        **{m: "ModuleNotFoundError: No module named 'psycopg'" for m in needs_extra},
-        "imageledger.serve": "ModuleNotFoundError: No module named 'anyio'",
-    }, output(imported)
+    # The base install has no extra: only the PostgreSQL modules need psycopg,
+    # and only the HTTP service and its pages need the serve extra.
+    needs_extra = {
+        "imageledger.infrastructure.postgres": ("psycopg",),
+        "imageledger.serve": EXTRA_SERVE,
+        "imageledger.web": EXTRA_SERVE,
+    }
+    assert set(needs_extra) <= set(modules)
+    assert set(report["failed"]) == set(needs_extra), output(imported)
+    for module, error in report["failed"].items():
+        assert error in {
+            f"ModuleNotFoundError: No module named '{name}'"
+            for name in needs_extra[module]
+        }, output(imported)
     package_file = Path(report["file"]).resolve()
     assert package_file.is_relative_to(venv.resolve()), package_file
     assert not package_file.is_relative_to(ROOT), package_file
