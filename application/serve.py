@@ -40,6 +40,7 @@ from imageledger.cli_context import (
     image_json,
     terminal_safe_json,
 )
+from imageledger.domain.errors import shown_repr
 from imageledger.domain.labels import validate_actor
 from imageledger.domain.names import DEFAULT_NAMESPACE, validate_namespace
 from imageledger.errors import (
@@ -181,7 +182,8 @@ class HttpError(Exception):
         self.message = message
 
 
-def _status_of(error: ImageLedgerError) -> tuple[int, str]:
+def status_of(error: ImageLedgerError) -> tuple[int, str]:
+    """The HTTP status and error code of a library error (the pages use it too)."""
     if isinstance(error, InvalidArgument):
         return 400, "invalid_argument"
     if isinstance(error, ImageNotFound):
@@ -217,7 +219,7 @@ async def _error_response(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HttpError):
         return error_body(exc.status, exc.code, exc.message)
     if isinstance(exc, ImageLedgerError):
-        status, code = _status_of(exc)
+        status, code = status_of(exc)
         return error_body(status, code, str(exc))
     if isinstance(exc, HTTPException):
         code = _HTTP_CODES.get(exc.status_code, "invalid_argument")
@@ -454,17 +456,17 @@ async def _history(service: Service, request: Request, caller: Caller) -> Respon
 
 async def _log(service: Service, request: Request, caller: Caller) -> Response:
     query = request.query_params
-    limit = _integer(query.get("limit"), "limit")
+    limit = query_integer(query.get("limit"), "limit")
     arguments: dict[str, Any] = {
-        "since": _when(query.get("since"), "since"),
-        "until": _when(query.get("until"), "until"),
+        "since": query_when(query.get("since"), "since"),
+        "until": query_when(query.get("until"), "until"),
         "actor": query.get("actor"),
         "name": query.get("name"),
         "digest": query.get("digest"),
         "kind": query.get("kind"),
         "namespace": query.get("namespace"),
     }
-    after = _integer(query.get("after"), "after")
+    after = query_integer(query.get("after"), "after")
     store = service.store
 
     def page(after: int | None, left: int | None) -> list[AuditEntry]:
@@ -488,7 +490,7 @@ async def _log(service: Service, request: Request, caller: Caller) -> Response:
 
 
 async def _as_of(service: Service, request: Request, caller: Caller) -> Response:
-    when = _when(request.path_params["when"], "when")
+    when = query_when(request.path_params["when"], "when")
     assert when is not None
     filters = request.query_params.getlist("filter")
     namespace = request.path_params["ns"]
@@ -511,7 +513,7 @@ async def _where(service: Service, request: Request, caller: Caller) -> Response
 
 async def _diff(service: Service, request: Request, caller: Caller) -> Response:
     query = request.query_params
-    a, b = _when(query.get("a"), "a"), _when(query.get("b"), "b")
+    a, b = query_when(query.get("a"), "a"), query_when(query.get("b"), "b")
     if a is None or b is None:
         raise InvalidArgument("a" if a is None else "b", "is required (a WHEN)")
     changes = await service.run(
@@ -549,7 +551,7 @@ async def _events(service: Service, request: Request, caller: Caller) -> Respons
     store = service.store
     given = request.query_params.get("after") or request.headers.get("last-event-id")
     namespace = request.query_params.get("namespace")
-    after = _integer(given, "after")
+    after = query_integer(given, "after")
     if after is None:
         after = (await service.run(store.checkpoint)).position
 
@@ -635,11 +637,15 @@ def _expect(request: Request, *, allow_absent: bool) -> Literal["absent"] | int 
     return int(version)
 
 
-def _integer(text: str | None, field: str) -> int | None:
+def query_integer(text: str | None, field: str) -> int | None:
+    """A query parameter as a non-negative integer (None if absent);
+    InvalidArgument naming `field` otherwise."""
     if text is None:
         return None
     if not (text.isascii() and text.isdigit()) or len(text) > 19:
-        raise InvalidArgument(field, f"must be a non-negative integer, got {text!r}")
+        raise InvalidArgument(
+            field, f"must be a non-negative integer, got {shown_repr(text)}"
+        )
     return int(text)
 
 
@@ -648,10 +654,12 @@ def _flag(text: str | None, field: str) -> bool:
         return False
     if text in ("true", "1"):
         return True
-    raise InvalidArgument(field, f"must be true or false, got {text!r}")
+    raise InvalidArgument(field, f"must be true or false, got {shown_repr(text)}")
 
 
-def _when(text: str | None, field: str) -> int | datetime | None:
+def query_when(text: str | None, field: str) -> int | datetime | None:
+    """A query parameter as a WHEN: a log position or an RFC 3339 moment
+    (None if absent); InvalidArgument naming `field` otherwise."""
     if text is None:
         return None
     try:

@@ -42,9 +42,9 @@ from imageledger.serve import (
     Caller,
     HttpError,
     Service,
-    _integer,
-    _status_of,
-    _when,
+    query_integer,
+    query_when,
+    status_of,
 )
 from imageledger.timeline import Timeline, marks, short, timeline
 
@@ -165,7 +165,7 @@ def _page(service: Service, handler: Page) -> Callable[[Request], Awaitable[Resp
                 return _login_page(request, 401, e.message)
             return _error_page(e.status, e.code, e.message, caller)
         except ImageLedgerError as e:
-            status, code = _status_of(e)
+            status, code = status_of(e)
             return _error_page(status, code, str(e), caller)
 
     return endpoint
@@ -343,7 +343,7 @@ async def _images(service: Service, request: Request, caller: Caller) -> Respons
 async def _timeline(service: Service, request: Request, caller: Caller) -> Response:
     namespace = request.path_params["ns"]
     name = request.path_params["name"]
-    number = _integer(request.query_params.get("page"), "page")
+    number = query_integer(request.query_params.get("page"), "page")
 
     def read() -> tuple[list[AuditEntry], Timeline]:
         entries = service.store.history(name, namespace=namespace)
@@ -399,7 +399,7 @@ async def _diff(service: Service, request: Request, caller: Caller) -> Response:
     given = {k: (query.get(k) or "").strip() for k in ("a", "b", "namespace")}
     rows = None
     if given["a"] or given["b"]:
-        a, b = _when(given["a"] or None, "a"), _when(given["b"] or None, "b")
+        a, b = query_when(given["a"] or None, "a"), query_when(given["b"] or None, "b")
         if a is None or b is None:
             raise InvalidArgument("a" if a is None else "b", "is required (a WHEN)")
         changes = await run_in_threadpool(
@@ -417,10 +417,10 @@ _LOG_FIELDS = ("since", "until", "actor", "name", "digest", "kind", "namespace")
 async def _log(service: Service, request: Request, caller: Caller) -> Response:
     query = request.query_params
     given = {k: (query.get(k) or "").strip() for k in _LOG_FIELDS}
-    after = _integer(query.get("after") or None, "after")
+    after = query_integer(query.get("after") or None, "after")
     arguments: dict[str, Any] = {k: v or None for k, v in given.items()}
-    arguments["since"] = _when(arguments["since"], "since")
-    arguments["until"] = _when(arguments["until"], "until")
+    arguments["since"] = query_when(arguments["since"], "since")
+    arguments["until"] = query_when(arguments["until"], "until")
 
     def page() -> list[AuditEntry]:
         found = service.store.log(after=after, limit=PAGE_SIZE + 1, **arguments)
