@@ -30,7 +30,9 @@ HEADER = (
 
 
 class Watcher:
-    """An `imageledger watch` child, its stdout lines read on a thread."""
+    """An `imageledger watch` child, its stdout lines and its stderr read on
+    threads (a child blocked on a full stderr pipe would look like one that
+    ignores its signal)."""
 
     def __init__(self, location: str, *args: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELEDGER_")}
@@ -42,13 +44,26 @@ class Watcher:
             text=True,
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
+        self._errors: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
+        self._stderr = threading.Thread(target=self._read_errors, daemon=True)
+        self._stderr.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self._lines.put(line.rstrip("\n"))
         self._lines.put(None)
+
+    def _read_errors(self) -> None:
+        assert self.process.stderr is not None
+        self._errors.append(self.process.stderr.read())
+
+    def ended(self) -> tuple[int, str]:
+        """The exit code and stderr of a child that ends by itself."""
+        self.process.wait(timeout=DEADLINE)
+        self._stderr.join(timeout=DEADLINE)
+        return self.process.returncode, "".join(self._errors)
 
     def line(self) -> str | None:
         """The next line (None at the end of output), waiting up to DEADLINE."""
@@ -57,9 +72,17 @@ class Watcher:
     def stop(self, signum: int) -> tuple[int, str]:
         """Send `signum`; the exit code and stderr once it ended."""
         self.process.send_signal(signum)
-        self.process.wait(timeout=DEADLINE)
-        assert self.process.stderr is not None
-        return self.process.returncode, self.process.stderr.read()
+        try:
+            self.process.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self._stderr.join(timeout=DEADLINE)
+            raise AssertionError(
+                f"the watch did not stop on signal {signum}; its stderr: "
+                f"{''.join(self._errors)[-2000:]!r}"
+            ) from None
+        self._stderr.join(timeout=DEADLINE)
+        return self.process.returncode, "".join(self._errors)
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -296,9 +319,7 @@ def test_watch_on_sqlite_exits_1_when_its_file_is_deleted_or_replaced(
         register(str(other), "elsewhere:1", 3)
         other.replace(db)
     assert watcher.line() is None  # it ends by itself, without a signal
-    watcher.process.wait(timeout=DEADLINE)
-    assert watcher.process.stderr is not None
-    assert (watcher.process.returncode, watcher.process.stderr.read()) == (
+    assert watcher.ended() == (
         1,
         f"Error: the store {str(db)!r} was {how} while being watched\n",
     )
