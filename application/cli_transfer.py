@@ -137,7 +137,13 @@ def watch(settings: Settings, filters: Sequence[str], after: int | None) -> None
       imageledger watch
       imageledger --json watch --after 0 | jq -r 'select(.kind=="deleted") | .name'
     """
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # Both signals explicitly, as serve and follow take them: Python leaves
+    # SIGINT alone when it starts with SIGINT ignored (a child of a shell
+    # script's background job), and the watch would not stop on it.
+    previous = {
+        number: signal.signal(number, _interrupt)
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         with (
             settings.store() as store,
@@ -150,7 +156,8 @@ def watch(settings: Settings, filters: Sequence[str], after: int | None) -> None
     except KeyboardInterrupt:
         pass  # how a watch ends: quietly, with success
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _print_stream(entries: Iterator[AuditEntry], as_json: bool) -> None:

@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_cli import register_args
@@ -34,7 +35,7 @@ class Watcher:
     threads (a child blocked on a full stderr pipe would look like one that
     ignores its signal)."""
 
-    def __init__(self, location: str, *args: str) -> None:
+    def __init__(self, location: str, *args: str, sigint: Any = signal.SIG_DFL) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELEDGER_")}
         self.process = subprocess.Popen(
             [str(SCRIPT), "--db", location, *args],
@@ -42,6 +43,9 @@ class Watcher:
             stderr=subprocess.PIPE,
             env=env,
             text=True,
+            # What the child starts with, whatever the test runner has (a
+            # shell script's background job starts with SIGINT ignored).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._errors: list[str] = []
@@ -340,3 +344,18 @@ def test_store_watch_raises_store_error_when_its_file_is_deleted(
         finally:
             watch.close()
     assert str(raised.value) == f"the store {str(db)!r} was deleted while being watched"
+
+
+def test_watch_stops_on_sigint_when_it_started_with_sigint_ignored(
+    tmp_path: Path, watchers: list[Watcher]
+) -> None:
+    # Python installs no KeyboardInterrupt handler when it starts with SIGINT
+    # ignored; the watch takes SIGINT itself, as serve and follow do.
+    db = str(tmp_path / "images.db")
+    register(db, "old:1", 1)
+    watcher = Watcher(db, "watch", sigint=signal.SIG_IGN)
+    watchers.append(watcher)
+    assert watcher.line() == HEADER
+    register(db, "app:1", 2)
+    assert watcher.line() == row(db, "app:1", 2)
+    assert watcher.stop(signal.SIGINT) == (0, "")
