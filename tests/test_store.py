@@ -411,3 +411,13 @@ def test_rebuild_refuses_a_progress_that_is_not_a_function(store: ImageStore) ->
     with pytest.raises(InvalidArgument, match="progress"):
         store.rebuild(progress=5)  # type: ignore[arg-type]
     assert store.get("a").version == 1
+
+
+def test_namespaces_lists_every_namespace_with_an_event_sorted(
+    store: ImageStore,
+) -> None:
+    assert store.namespaces() == []
+    for namespace in ("prod", "default", "b-team", "prod"):
+        store.register("app:1", descriptor(1), namespace=namespace)
+    store.delete("app:1", namespace="b-team")  # still one: its events stay
+    assert store.namespaces() == ["b-team", "default", "prod"]
